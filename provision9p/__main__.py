@@ -1,0 +1,3 @@
+from provision9p.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""`provision9p validate`."""
+
+from __future__ import annotations
+
+import argparse
+
+from provision9p.cli import lab_argument, open_lab
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="load and validate a lab file, nothing else")
+    lab_argument(p)
+    p.set_defaults(func=validate)
+
+
+def validate(args: argparse.Namespace) -> int:
+    lab = open_lab(args)
+    for g in lab.guests:
+        shares = ", ".join(f"{s.mount_tag}->{s.mount}" for s in g.shares) or "no extra shares"
+        print(f"{g.name}: {g.arch}/{g.machine}, {g.memory_mib} MiB, {g.cpus} cpus, "
+              f"{g.rootfs.suite} root ({g.root.security_model}), {shares}")
+    print(f"{lab.source}: valid, {len(lab.guests)} guest(s)")
+    return 0

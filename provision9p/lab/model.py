@@ -1,0 +1,157 @@
+"""The validated lab: frozen dataclasses that every later stage reads.
+
+Nothing here parses or checks; `provision9p.lab.validate` builds these from a
+lab file once, and stages after it trust them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SECURITY_MODELS = ("mapped-xattr", "mapped-file", "passthrough", "none")
+MAPPED_MODELS = ("mapped-xattr", "mapped-file")
+TRANSPORTS = ("virtio-9p-pci", "virtio-9p-device", "virtio-9p-ccw")
+MULTIDEVS = ("remap", "forbid", "warn")
+CACHE_MODES = ("none", "loose", "fscache", "mmap", "readahead", "writeback")
+VERSIONS = ("9p2000.L", "9p2000.u", "9p2000")
+# Linux's virtio 9P transport clamps msize to this on the 6.1 guest kernel (DESIGN.md).
+VIRTIO_MSIZE_CAP = 512000
+
+# arch -> (Debian architecture, default machine, default kernel package)
+ARCHES: dict[str, tuple[str, str, str]] = {
+    "x86_64": ("amd64", "pc", "linux-image-amd64"),
+    "aarch64": ("arm64", "virt", "linux-image-arm64"),
+    "s390x": ("s390x", "s390-ccw-virtio", "linux-image-s390x"),
+}
+# Machines whose virtio devices sit on virtio-mmio rather than PCI.
+MMIO_MACHINES = ("microvm",)
+
+
+def default_transport(arch: str, machine: str) -> str:
+    """The 9P transport device a machine type offers."""
+    if arch == "s390x" or machine.startswith("s390"):
+        return "virtio-9p-ccw"
+    if machine in MMIO_MACHINES:
+        return "virtio-9p-device"
+    return "virtio-9p-pci"
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    """Guest-side 9P mount options (the client half; QEMU never sees them)."""
+
+    version: str = "9p2000.L"
+    msize: int = VIRTIO_MSIZE_CAP
+    cache: str = "none"
+    access: str = "client"
+    posixacl: bool = True
+
+    def as_string(self, readonly: bool = False) -> str:
+        """`trans=virtio,version=...` as mount(8) and rootflags= take it."""
+        opts = ["trans=virtio", f"version={self.version}", f"msize={self.msize}"]
+        opts.append(f"cache={self.cache}")
+        opts.append(f"access={self.access}")
+        if self.posixacl:
+            opts.append("posixacl")
+        if readonly:
+            opts.append("ro")
+        return ",".join(opts)
+
+
+@dataclass(frozen=True)
+class Share:
+    """One 9P export: QEMU's -fsdev options plus how the guest mounts it."""
+
+    path: Path
+    mount_tag: str
+    security_model: str = "mapped-xattr"
+    mount: str = "/"
+    readonly: bool = False
+    fmode: int | None = None
+    dmode: int | None = None
+    multidevs: str | None = None
+    writeout: str | None = None
+    transport: str = "virtio-9p-pci"
+    options: MountOptions = field(default_factory=MountOptions)
+
+    @property
+    def mapped(self) -> bool:
+        return self.security_model in MAPPED_MODELS
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Which kernel boots the guest: a Debian package, or the user's own image."""
+
+    package: str | None = None
+    image: Path | None = None
+    modules: Path | None = None
+    initramfs: str = "auto"  # auto | always | never
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class RootfsSpec:
+    """What debootstrap puts in the root tree."""
+
+    suite: str = "bookworm"
+    variant: str = "minbase"
+    components: tuple[str, ...] = ("main",)
+    packages: tuple[str, ...] = ()
+    mirror: str | None = None  # None: the host's apt sources decide
+    capabilities: str = "drop"  # drop | fail: file capabilities cannot cross mapped 9P
+
+
+@dataclass(frozen=True)
+class RoleRef:
+    name: str
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    name: str
+    arch: str
+    debian_arch: str
+    machine: str
+    memory_mib: int
+    cpus: int
+    accel: str  # auto | kvm | tcg
+    kernel: KernelSpec
+    rootfs: RootfsSpec
+    root: Share
+    shares: tuple[Share, ...]
+    ssh_port: int | None  # None: a free port is chosen at boot
+    boot_timeout: int
+    roles: tuple[RoleRef, ...]
+    vars: Mapping[str, Any]
+    verify: tuple[Path, ...]
+
+    @property
+    def all_shares(self) -> tuple[Share, ...]:
+        return (self.root, *self.shares)
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str
+    source: str  # file path, or "<built-in default lab>"
+    base_dir: Path  # relative paths in the lab resolve against this
+    state_dir: Path
+    allow_passthrough: bool
+    guests: tuple[GuestSpec, ...]
+    roles_path: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+
+    def guest(self, name: str) -> GuestSpec:
+        for g in self.guests:
+            if g.name == name:
+                return g
+        from provision9p.errors import UsageError
+
+        names = ", ".join(g.name for g in self.guests)
+        raise UsageError(f"no guest named {name!r} in {self.source}", hint=f"guests: {names}")

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set everything up on a Debian 12 host (as root), then run one job:
+#   ./setup.sh up [LAB]   the whole pipeline on LAB (default: the built-in default lab)
+#   ./setup.sh test       ruff, mypy and the whole test suite, real guests included
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+APT_PACKAGES=(
+  qemu-system-x86 qemu-utils debootstrap busybox-static cpio zstd xz-utils
+  openssh-client python3-venv acl attr iproute2 ca-certificates
+)
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${missing[*]}; run this as root, or install them first" >&2
+    exit 1
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating the virtual environment in .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.provision9p-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing provision9p and its dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  touch "$stamp"
+fi
+
+job=${1:-up}
+shift || true
+case "$job" in
+  up)
+    exec .venv/bin/provision9p up "$@"
+    ;;
+  test)
+    say "ruff"
+    .venv/bin/ruff check provision9p tests bench
+    say "mypy"
+    .venv/bin/mypy
+    say "pytest"
+    exec .venv/bin/python -m pytest -ra "$@"
+    ;;
+  *)
+    echo "usage: ./setup.sh [up [LAB] | test [PYTEST-ARGS]]" >&2
+    exit 2
+    ;;
+esac
