@@ -46,7 +46,7 @@ case "$job" in
     ;;
   test)
     say "ruff"
-    .venv/bin/ruff check provision9p tests bench
+    .venv/bin/ruff check .
     say "mypy"
     .venv/bin/mypy
     say "pytest"

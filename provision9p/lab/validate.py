@@ -368,7 +368,8 @@ def _guest(name: str, data: Any, path: P, check: _Checker, base: Path, allow_pt:
     return GuestSpec(
         name=name, arch=arch, debian_arch=debian_arch, machine=machine, memory_mib=memory,
         cpus=cpus, accel=accel, kernel=kernel, rootfs=rootfs, root=root,
-        shares=tuple(sh for _, sh in shares), ssh_port=port, boot_timeout=timeout, roles=roles, vars=gvars, verify=tuple(verify),
+        shares=tuple(sh for _, sh in shares), ssh_port=port, boot_timeout=timeout,
+        roles=roles, vars=gvars, verify=tuple(verify),
     )
 
 

@@ -1,0 +1,54 @@
+"""Who QEMU runs as, decided once so the tree is converted for that same user.
+
+With a mapped security model the host owner of every file in the share is QEMU's
+user, so QEMU needs no root: the invoking user when that is not root, otherwise a
+dedicated system account that provision9p creates.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from dataclasses import dataclass
+
+from provision9p.errors import HostError
+from provision9p.lab.model import Share
+
+ACCOUNT = "provision9p"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    uid: int
+    gid: int
+    name: str
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+def qemu_user(root: Share, *, create: bool = True) -> RunAs:
+    """The account QEMU runs as for a guest whose root share is `root`."""
+    if root.security_model == "passthrough":
+        return RunAs(0, 0, "root")
+    if os.geteuid() != 0:
+        pw = pwd.getpwuid(os.geteuid())
+        return RunAs(pw.pw_uid, pw.pw_gid, pw.pw_name)
+    try:
+        pw = pwd.getpwnam(ACCOUNT)
+    except KeyError:
+        if not create:
+            raise HostError(f"the account {ACCOUNT!r} that runs QEMU does not exist",
+                            hint="run `provision9p rootfs build` (as root) to create it") from None
+        proc = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", ACCOUNT],
+            capture_output=True, text=True,
+        )
+        if proc.returncode not in (0, 9):  # 9: exists (a concurrent run made it)
+            raise HostError(f"cannot create the account {ACCOUNT!r}: {proc.stderr.strip()}",
+                            hint="create a system user named provision9p by hand") from None
+        pw = pwd.getpwnam(ACCOUNT)
+    return RunAs(pw.pw_uid, pw.pw_gid, pw.pw_name)

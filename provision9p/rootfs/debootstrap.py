@@ -1,0 +1,152 @@
+"""Base trees from debootstrap, cached by what went into them.
+
+The same (suite, arch, variant, components, packages, mirror) gives the same
+base tree, so it is built once per host and copied for every guest that wants it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from provision9p import paths, ui
+from provision9p.errors import BuildError, HostError, MirrorError
+from provision9p.lab.model import RootfsSpec
+from provision9p.rootfs.safe_fs import clean_stale_staging, staged
+
+# What every guest needs whatever the lab says: an init, device events and module
+# loading, SSH, and `ip` for the checks.
+BASE_PACKAGES = ("systemd-sysv", "udev", "kmod", "openssh-server", "iproute2")
+
+
+@dataclass(frozen=True)
+class BaseTree:
+    path: Path
+    key: str
+    cached: bool
+
+
+def base_key(spec: RootfsSpec, debian_arch: str, mirror: str) -> tuple[str, dict[str, object]]:
+    inputs: dict[str, object] = {
+        "suite": spec.suite, "arch": debian_arch, "variant": spec.variant,
+        "components": sorted(spec.components),
+        "packages": sorted({*BASE_PACKAGES, *spec.packages}), "mirror": mirror,
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{spec.suite}-{debian_arch}-{spec.variant}-{digest}", inputs
+
+
+def host_debian_arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
+    """The cached base tree for `spec`, debootstrapping it when missing."""
+    key, inputs = base_key(spec, debian_arch, mirror)
+    trees = paths.cache_home() / "trees"
+    target = trees / key
+    clean_stale_staging(target)
+    if (target / ".provision9p-base.json").is_file():
+        return BaseTree(target, key, cached=True)
+    if os.geteuid() != 0:
+        raise HostError("debootstrap needs root to build a root tree",
+                        hint="run the build as root (QEMU itself will not need root)")
+    if shutil.which("debootstrap") is None:
+        raise HostError("debootstrap is not installed", hint="apt-get install debootstrap "
+                        "(or `provision9p doctor --install`)")
+    if debian_arch != host_debian_arch():
+        raise BuildError(f"building a {debian_arch} tree on a {host_debian_arch()} host is "
+                         "not supported yet", hint="build on a host of the guest's architecture")
+    _check_free_space(trees, 2 << 30)
+    with staged(target) as staging:
+        _run_debootstrap(spec, debian_arch, mirror, staging, inputs)
+        (staging / ".provision9p-base.json").write_text(json.dumps(inputs, indent=2) + "\n")
+    return BaseTree(target, key, cached=False)
+
+
+def _check_free_space(where: Path, need: int) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    st = os.statvfs(where)
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise BuildError(f"only {free >> 20} MiB free in {where}; a root tree needs about "
+                         f"{need >> 20} MiB", hint="free some disk, or set PROVISION9P_CACHE "
+                         "to a directory on a bigger file system")
+
+
+_PHASE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|Installing)"
+                    r"\s+(\S+)")
+
+
+def _run_debootstrap(spec: RootfsSpec, arch: str, mirror: str, target: Path,
+                     inputs: dict[str, object]) -> None:
+    packages = ",".join(inputs["packages"])  # type: ignore[arg-type]
+    debs = paths.cache_home() / "debootstrap-debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "debootstrap", f"--arch={arch}", f"--components={','.join(spec.components)}",
+        f"--include={packages}", f"--cache-dir={debs}",
+    ]
+    if spec.variant != "-":
+        argv.append(f"--variant={spec.variant}")
+    argv += [spec.suite, str(target), mirror]
+    ui.info(f"    debootstrap {spec.suite}/{arch} ({spec.variant}) from {mirror}")
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace")
+    assert proc.stdout is not None
+    tail: list[str] = []
+    phase, count, last_print = "", 0, 0.0
+    try:
+        for line in proc.stdout:
+            tail = [*tail[-40:], line.rstrip()]
+            m = _PHASE.match(line)
+            if not m:
+                continue
+            if m.group(1) != phase:
+                if phase:
+                    ui.info(f"    {phase.lower()}: {count} done")
+                phase, count = m.group(1), 0
+            count += 1
+            now = time.monotonic()
+            if now - last_print > 10:
+                ui.info(f"    {phase.lower()} {m.group(2)} ({count}, "
+                        f"{now - start:.0f} s so far)")
+                last_print = now
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if rc != 0:
+        _raise_for(argv, rc, tail, target)
+    ui.info(f"    debootstrap finished in {time.monotonic() - start:.0f} s")
+
+
+def _raise_for(argv: list[str], rc: int, tail: list[str], target: Path) -> None:
+    text = "\n".join(tail)
+    log = target / "debootstrap" / "debootstrap.log"
+    if log.is_file():
+        text += "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    last = "\n".join(tail[-12:])
+    if "No space left on device" in text:
+        raise BuildError(f"debootstrap ran out of disk space:\n{last}",
+                         hint="free some disk and run the build again")
+    if re.search(r"Failed getting release file|Couldn't download|Temporary failure|"
+                 r"Could not resolve|Connection refused|Failed getting", text):
+        raise MirrorError(f"debootstrap could not download from the mirror:\n{last}",
+                          hint="check the mirror URL (rootfs.mirror or the host's apt "
+                               "sources) and the network")
+    if "Couldn't find these debs" in text or ("Package" in text and "not available" in text):
+        raise BuildError(f"debootstrap could not find a package:\n{last}",
+                         hint="check rootfs.packages for typos and the suite's components")
+    raise BuildError(f"debootstrap failed (exit {rc}):\n{last}",
+                     hint="see the lines above; nothing was left on disk")

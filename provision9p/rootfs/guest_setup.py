@@ -1,0 +1,87 @@
+"""Offline guest setup: what a freshly debootstrapped tree needs to boot from 9P and answer SSH.
+
+Runs on the plain tree (before the security model is applied), as root.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from provision9p.errors import BuildError
+from provision9p.lab.model import GuestSpec
+from provision9p.rootfs import chroot_path as cp
+from provision9p.rootfs.keys import KeyPair
+
+# QEMU user networking's DNS forwarder.
+SLIRP_DNS = "10.0.2.3"
+
+# Timers that would start apt or disk jobs at random moments in a lab guest.
+MASKED_UNITS = (
+    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
+    "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
+)
+
+
+@dataclass(frozen=True)
+class SetupInputs:
+    guest: GuestSpec
+    authorized_key: str  # the lab's client key, public line
+    host_key: KeyPair  # the guest's ed25519 host key
+
+
+def fstab(guest: GuestSpec) -> str:
+    lines = ["# provision9p: the root is the 9P share; extra shares mount at boot (nofail)"]
+    root = guest.root
+    lines.append(f"{root.mount_tag} / 9p {root.options.as_string()} 0 0")
+    for share in guest.shares:
+        opts = share.options.as_string(readonly=share.readonly) + ",nofail"
+        lines.append(f"{share.mount_tag} {share.mount} 9p {opts} 0 0")
+    return "\n".join(lines) + "\n"
+
+
+def setup_tree(tree: Path, inputs: SetupInputs) -> None:
+    guest = inputs.guest
+    name = guest.name
+    cp.write_file(tree, "/etc/hostname", f"{name}\n")
+    cp.write_file(tree, "/etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n"
+                  "::1\t\tlocalhost ip6-localhost ip6-loopback\n")
+    cp.write_file(tree, "/etc/machine-id", secrets.token_hex(16) + "\n", 0o444)
+    cp.write_file(tree, "/etc/fstab", fstab(guest))
+    for share in guest.shares:
+        cp.resolve_in(tree, share.mount).mkdir(parents=True, exist_ok=True)
+    cp.write_file(tree, "/etc/resolv.conf", f"nameserver {SLIRP_DNS}\n")
+    cp.write_file(tree, "/etc/systemd/network/20-eth0.network",
+                  "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n"
+                  "IPv6AcceptRA=no\n")
+    _ssh(tree, inputs)
+    for unit in MASKED_UNITS:
+        cp.symlink(tree, f"/etc/systemd/system/{unit}", "/dev/null")
+    _chroot(tree, ["systemctl", "enable", "systemd-networkd.service"])
+
+
+def _ssh(tree: Path, inputs: SetupInputs) -> None:
+    ssh_dir = cp.resolve_in(tree, "/etc/ssh")
+    for old in ssh_dir.glob("ssh_host_*"):
+        old.unlink()
+    cp.write_file(tree, "/etc/ssh/ssh_host_ed25519_key", inputs.host_key.private_openssh,
+                  0o600)
+    cp.write_file(tree, "/etc/ssh/ssh_host_ed25519_key.pub",
+                  inputs.host_key.public_line + "\n")
+    cp.write_file(tree, "/etc/ssh/sshd_config.d/10-provision9p.conf",
+                  "# provision9p: key login only, and no reverse DNS wait\n"
+                  "HostKey /etc/ssh/ssh_host_ed25519_key\n"
+                  "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                  "PermitRootLogin prohibit-password\nUseDNS no\n")
+    root_ssh = cp.resolve_in(tree, "/root/.ssh")
+    root_ssh.mkdir(mode=0o700, exist_ok=True)
+    root_ssh.chmod(0o700)
+    cp.write_file(tree, "/root/.ssh/authorized_keys", inputs.authorized_key + "\n", 0o600)
+
+
+def _chroot(tree: Path, argv: list[str]) -> None:
+    proc = subprocess.run(["chroot", str(tree), *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"`{' '.join(argv)}` in the root tree failed: {proc.stderr.strip()}")
