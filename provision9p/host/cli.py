@@ -1,0 +1,48 @@
+"""`provision9p doctor [LAB] [--install]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from provision9p.cli import lab_argument, open_lab
+from provision9p.host.doctor import Finding, install_packages, run_checks
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("doctor", help="check that this host has what the lab needs",
+                       description="Check programs, privileges, KVM, user xattrs and disk "
+                                   "space for the lab; exit 1 if something required is "
+                                   "missing.")
+    lab_argument(p)
+    p.add_argument("--install", action="store_true",
+                   help="apt-get install the missing Debian packages, then check again")
+    p.set_defaults(func=doctor)
+
+
+def doctor(args: argparse.Namespace) -> int:
+    lab = open_lab(args)
+    findings = run_checks(lab)
+    packages = sorted({f.package for f in findings if not f.ok and f.package})
+    if args.install and packages:
+        install_packages(packages)
+        findings = run_checks(lab)
+    print(f"host check for {lab.source}:")
+    print(format_findings(findings))
+    failed = [f for f in findings if not f.ok and f.required]
+    if failed:
+        still = sorted({f.package for f in failed if f.package})
+        tail = f"; `provision9p doctor --install` installs {' '.join(still)}" if still else ""
+        print(f"{len(failed)} required item(s) missing{tail}")
+        return 1
+    print("everything required is there")
+    return 0
+
+
+def format_findings(findings: list[Finding]) -> str:
+    width = max((len(f.name) for f in findings), default=0)
+    lines = []
+    for f in findings:
+        lines.append(f"  {f.status:<7} {f.name:<{width}}  {f.detail}")
+        if not f.ok and f.fix:
+            lines.append(f"  {'':<7} {'':<{width}}  fix: {f.fix}")
+    return "\n".join(lines)
