@@ -15,7 +15,9 @@ SECURITY_MODELS = ("mapped-xattr", "mapped-file", "passthrough", "none")
 MAPPED_MODELS = ("mapped-xattr", "mapped-file")
 TRANSPORTS = ("virtio-9p-pci", "virtio-9p-device", "virtio-9p-ccw")
 MULTIDEVS = ("remap", "forbid", "warn")
-CACHE_MODES = ("none", "loose", "fscache", "mmap", "readahead", "writeback")
+# The kernel's cache= shortcuts (fs/9p/v9fs.c). There is no "writeback" shortcut: the
+# writeback bit exists only inside the numeric bitmask. "readahead" came with Linux 6.4.
+CACHE_MODES = ("none", "loose", "fscache", "mmap", "readahead")
 VERSIONS = ("9p2000.L", "9p2000.u", "9p2000")
 # Linux's virtio 9P transport clamps msize to this on the 6.1 guest kernel (DESIGN.md).
 VIRTIO_MSIZE_CAP = 512000
@@ -25,6 +27,12 @@ ARCHES: dict[str, tuple[str, str, str]] = {
     "x86_64": ("amd64", "pc", "linux-image-amd64"),
     "aarch64": ("arm64", "virt", "linux-image-arm64"),
     "s390x": ("s390x", "s390-ccw-virtio", "linux-image-s390x"),
+}
+# Machine types each arch can boot a 9P root on (versioned names like pc-q35-7.2 too).
+MACHINES: dict[str, tuple[str, ...]] = {
+    "x86_64": ("pc", "q35", "microvm", "pc-i440fx-*", "pc-q35-*"),
+    "aarch64": ("virt", "virt-*"),
+    "s390x": ("s390-ccw-virtio", "s390-ccw-virtio-*"),
 }
 # Machines whose virtio devices sit on virtio-mmio rather than PCI.
 MMIO_MACHINES = ("microvm",)
@@ -37,6 +45,19 @@ def default_transport(arch: str, machine: str) -> str:
     if machine in MMIO_MACHINES:
         return "virtio-9p-device"
     return "virtio-9p-pci"
+
+
+def transport_fits(transport: str, arch: str, machine: str) -> bool:
+    """Whether QEMU can plug `transport` into `machine` (QEMU 7.2, tried).
+
+    pc/q35 have no virtio-mmio bus ("No 'virtio-bus' bus found"), microvm has no PCI
+    bus, ccw exists only in qemu-system-s390x; arm64 `virt` has both PCI and mmio.
+    """
+    if transport == "virtio-9p-ccw":
+        return arch == "s390x"
+    if transport == "virtio-9p-device":
+        return machine in MMIO_MACHINES or arch == "aarch64"
+    return machine not in MMIO_MACHINES
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,8 @@ class Share:
     security_model: str = "mapped-xattr"
     mount: str = "/"
     readonly: bool = False
+    # Permission bits (0..0o777) for files/dirs the guest creates; QEMU reads its number
+    # options with base 0, so write them to argv as f"0{mode:o}" (fmode=0644), never "0o".
     fmode: int | None = None
     dmode: int | None = None
     multidevs: str | None = None

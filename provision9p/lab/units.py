@@ -23,11 +23,22 @@ def parse_size(value: object, default_unit: str = "") -> int:
 
 
 def parse_octal(raw: str | None, value: object) -> int:
-    """A mode written as 0644, 644, 0o644 or "0644"; ValueError otherwise."""
-    text = raw if raw is not None else str(value)
-    text = text.strip().strip("'\"")
-    if text.lower().startswith("0o"):
-        text = text[2:]
-    if not text or any(c not in "01234567" for c in text):
-        raise ValueError("not octal")
-    return int(text, 8)
+    """A mode written with an octal prefix: 0644, 0o644 or "0644"; ValueError otherwise.
+
+    A bare 644 is refused rather than guessed: YAML reads it as the decimal 644, and
+    QEMU's own number parser would too (fmode=644 is 0o1204, which QEMU masks to 0o204).
+    """
+    if raw is None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if not isinstance(value, str):
+            raise ValueError("not an octal mode")
+        raw = value
+    text = raw.strip()
+    digits = text[2:] if text[:2].lower() == "0o" else text
+    if text.isascii() and text.isdigit() and not text.startswith("0"):
+        raise ValueError(f"{text} has no leading 0, so it is a decimal number; "
+                         f"write 0{text} or 0o{text} for an octal mode")
+    if not digits or any(c not in "01234567" for c in digits):
+        raise ValueError("not an octal mode")
+    return int(digits, 8)

@@ -66,21 +66,43 @@ def load(text: str, source: str) -> Located:
     return loc
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _key(node: yaml.Node) -> str:
+    """A mapping key as written: `no:` is the guest "no", not False."""
+    if isinstance(node, yaml.ScalarNode):
+        return str(node.value)
+    return str(_Loader("").construct_object(node, deep=True))
+
+
 def _convert(node: yaml.Node, path: Path_, loc: Located) -> Any:
     loc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _Loader.construct_object(_Loader(""), key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
-            child = (*path, key)
-            if key in out:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = _key(key_node)
+            if key in seen:
                 line = key_node.start_mark.line + 1
                 col = key_node.start_mark.column + 1
                 loc.problems.append(
-                    f"{loc.source}:{line}:{col} {dotted(child)}: duplicate key"
+                    f"{loc.source}:{line}:{col} {dotted((*path, key))}: duplicate key"
                 )
+            seen.add(key)
+        # `<<: *anchor` merge keys: PyYAML puts the merged pairs first, so own keys win.
+        try:
+            _Loader("").flatten_mapping(node)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or node.start_mark
+            loc.problems.append(f"{loc.source}:{mark.line + 1}:{mark.column + 1} "
+                                f"{dotted(path)}: {exc.problem}")
+            return {}
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _key(key_node)
+            child = (*path, key)
             out[key] = _convert(value_node, child, loc)
             loc.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return out
