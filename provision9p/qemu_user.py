@@ -11,6 +11,7 @@ import os
 import pwd
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from provision9p.errors import HostError
 from provision9p.lab.model import Share
@@ -52,3 +53,24 @@ def qemu_user(root: Share, *, create: bool = True) -> RunAs:
                             hint="create a system user named provision9p by hand") from None
         pw = pwd.getpwnam(ACCOUNT)
     return RunAs(pw.pw_uid, pw.pw_gid, pw.pw_name)
+
+
+def check_reachable(path: Path, run_as: RunAs) -> None:
+    """Fail early when QEMU's user could not get to `path` (e.g. a lab under /root, 0700)."""
+    if run_as.is_root:
+        return
+    for parent in [path, *path.parents]:
+        try:
+            st = parent.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == run_as.uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid == run_as.gid:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            raise HostError(f"QEMU runs as {run_as.name!r}, which cannot enter {parent}",
+                            hint=f"keep the lab's files elsewhere (e.g. under /var/lib or "
+                                 f"/srv), or `chmod o+x {parent}`")

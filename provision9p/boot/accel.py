@@ -1,0 +1,51 @@
+"""KVM or TCG: decided by what really happened on this host, not by /dev/kvm opening.
+
+DESIGN.md: /dev/kvm can open and answer KVM_GET_API_VERSION while a guest under
+KVM never gets past early boot. So `auto` tries KVM once, watches the console
+for progress, falls back to TCG, and remembers the finding per host.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+
+from provision9p.host.facts import load_facts, remember
+
+# Under KVM a kernel prints this within a few seconds; if it has not after this
+# long, KVM is not working here.
+KVM_PROBE_SECONDS = 25.0
+KVM_PROGRESS_MARK = "Freeing unused kernel"
+
+
+@dataclass(frozen=True)
+class AccelChoice:
+    accel: str  # "kvm" or "tcg"
+    reason: str
+    probe: bool = False  # True: KVM is on trial; watch for progress and fall back
+
+
+def choose(requested: str, guest_arch: str) -> AccelChoice:
+    if requested in ("kvm", "tcg"):
+        return AccelChoice(requested, "the lab asks for it")
+    if guest_arch != platform.machine():
+        return AccelChoice("tcg", f"a {guest_arch} guest on a {platform.machine()} host")
+    if not os.path.exists("/dev/kvm"):
+        return AccelChoice("tcg", "this host has no /dev/kvm")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return AccelChoice("tcg", "/dev/kvm is not accessible to this user")
+    fact = load_facts().get("kvm")
+    if isinstance(fact, dict) and "works" in fact:
+        if fact["works"]:
+            return AccelChoice("kvm", f"KVM worked here before ({fact.get('checked', '?')})")
+        return AccelChoice("tcg", f"KVM did not work here ({fact.get('reason', '?')}, "
+                                  f"found {fact.get('checked', '?')})")
+    return AccelChoice("kvm", "trying KVM once (/dev/kvm opens, which proves nothing)",
+                       probe=True)
+
+
+def record(works: bool, reason: str) -> None:
+    remember("kvm", {"works": works, "reason": reason,
+                     "checked": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -1,0 +1,67 @@
+"""The same guest as a libvirt domain, for people who manage guests with libvirt.
+
+libvirt names QEMU's security models by access mode: mapped (mapped-xattr), passthrough,
+squash (none). It has no mapped-file. User-mode networking with a host port forward is
+expressed with the passt backend's <portForward>; the SSH port is noted in a comment.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from provision9p.boot.qemu_argv import BootFiles, kernel_cmdline
+from provision9p.errors import UsageError
+from provision9p.lab.model import MMIO_MACHINES, GuestSpec
+
+ACCESSMODE = {"mapped-xattr": "mapped", "mapped": "mapped", "passthrough": "passthrough",
+              "none": "squash"}
+ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "s390x": "s390x"}
+
+
+def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
+    dom = ET.Element("domain", type="kvm" if run.accel == "kvm" else "qemu")
+    ET.SubElement(dom, "name").text = guest.name
+    ET.SubElement(dom, "memory", unit="MiB").text = str(guest.memory_mib)
+    ET.SubElement(dom, "vcpu").text = str(guest.cpus)
+    os_el = ET.SubElement(dom, "os")
+    ET.SubElement(os_el, "type", arch=ARCH[guest.arch], machine=guest.machine).text = "hvm"
+    ET.SubElement(os_el, "kernel").text = str(run.kernel)
+    if run.initrd is not None:
+        ET.SubElement(os_el, "initrd").text = str(run.initrd)
+    ET.SubElement(os_el, "cmdline").text = kernel_cmdline(guest, run.extra_cmdline)
+    if guest.machine not in MMIO_MACHINES:
+        ET.SubElement(ET.SubElement(dom, "features"), "acpi")
+    ET.SubElement(dom, "cpu", mode="host-passthrough" if run.accel == "kvm" else "maximum")
+    ET.SubElement(dom, "on_reboot").text = "destroy"
+    devices = ET.SubElement(dom, "devices")
+    for share in guest.all_shares:
+        if share.security_model not in ACCESSMODE:
+            raise UsageError(f"libvirt has no access mode for {share.security_model} "
+                             f"(share {share.mount_tag})",
+                             hint="use mapped-xattr, passthrough or none for libvirt")
+        fs = ET.SubElement(devices, "filesystem", type="mount",
+                           accessmode=ACCESSMODE[share.security_model])
+        driver = ET.SubElement(fs, "driver", type="path")
+        if share.writeout:
+            driver.set("wrpolicy", share.writeout)
+        ET.SubElement(fs, "source", dir=str(share.path))
+        ET.SubElement(fs, "target", dir=share.mount_tag)
+        if share.readonly:
+            ET.SubElement(fs, "readonly")
+        if share.fmode is not None:
+            fs.set("fmode", f"0{share.fmode:o}")
+        if share.dmode is not None:
+            fs.set("dmode", f"0{share.dmode:o}")
+        if share.multidevs:
+            fs.set("multidevs", share.multidevs)
+    iface = ET.SubElement(devices, "interface", type="user")
+    ET.SubElement(iface, "backend", type="passt")
+    ET.SubElement(iface, "model", type="virtio")
+    pf = ET.SubElement(iface, "portForward", proto="tcp", address="127.0.0.1")
+    ET.SubElement(pf, "range", start=str(run.ssh_port), to="22")
+    serial = ET.SubElement(devices, "serial", type="file")
+    ET.SubElement(serial, "source", path=str(run.console_log))
+    ET.indent(dom)
+    note = ET.Comment(f" provision9p: SSH to 127.0.0.1:{run.ssh_port} with the lab's key ")
+    dom.insert(0, note)
+    return ET.tostring(dom, encoding="unicode")

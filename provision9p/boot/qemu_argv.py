@@ -1,0 +1,103 @@
+"""The QEMU command as data: an argv list built from a GuestSpec, never a shell string.
+
+Every path goes through `qemu_opts_escape`: in QEMU's `-opt key=value,...` syntax a
+comma inside a value is written twice (util/qemu-option.c, get_opt_value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from provision9p.lab.model import MMIO_MACHINES, GuestSpec, Share
+
+QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64",
+                 "s390x": "qemu-system-s390x"}
+CONSOLES = {"x86_64": "ttyS0", "aarch64": "ttyAMA0", "s390x": "ttysclp0"}
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """What one boot of a guest uses besides the lab: files, port, accelerator."""
+
+    kernel: Path
+    initrd: Path | None
+    ssh_port: int
+    console_log: Path
+    qmp_socket: Path
+    pidfile: Path
+    accel: str  # "kvm" | "tcg"
+    extra_cmdline: str = ""
+
+
+def qemu_opts_escape(value: str) -> str:
+    """A value for QEMU's key=value,... options: commas doubled, nothing else changes."""
+    return value.replace(",", ",,")
+
+
+def _mode(value: int) -> str:
+    # QEMU parses fmode/dmode with base 0: a leading 0 means octal ("0644"), "0o" is refused.
+    return f"0{value:o}"
+
+
+def fsdev_args(share: Share, ident: str) -> list[str]:
+    """`-fsdev local,...` and its `-device` for one share."""
+    opts = [f"local,id={ident}", f"path={qemu_opts_escape(str(share.path))}",
+            f"security_model={share.security_model}"]
+    if share.readonly:
+        opts.append("readonly=on")
+    if share.fmode is not None:
+        opts.append(f"fmode={_mode(share.fmode)}")
+    if share.dmode is not None:
+        opts.append(f"dmode={_mode(share.dmode)}")
+    if share.multidevs:
+        opts.append(f"multidevs={share.multidevs}")
+    if share.writeout:
+        opts.append(f"writeout={share.writeout}")
+    device = f"{share.transport},fsdev={ident},mount_tag={qemu_opts_escape(share.mount_tag)}"
+    return ["-fsdev", ",".join(opts), "-device", device]
+
+
+def kernel_cmdline(guest: GuestSpec, extra: str = "") -> str:
+    """root=<tag> rootfstype=9p rootflags=...: works with 9P built in or from our initramfs."""
+    root = guest.root
+    parts = [
+        f"root={root.mount_tag}", "rootfstype=9p",
+        f"rootflags={root.options.as_string(readonly=root.readonly)}",
+        "rw" if not root.readonly else "ro",
+        f"console={CONSOLES.get(guest.arch, 'ttyS0')}",
+        # No predictable interface names: the guest's networkd config matches eth0.
+        "net.ifnames=0", "panic=-1",
+    ]
+    if guest.kernel.cmdline:
+        parts.append(guest.kernel.cmdline)
+    if extra:
+        parts.append(extra)
+    return " ".join(parts)
+
+
+def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
+    mmio = guest.machine in MMIO_MACHINES
+    argv = [QEMU_BINARIES[guest.arch], "-name", guest.name,
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+    argv += ["-machine", guest.machine]
+    if run.accel == "kvm":
+        argv += ["-accel", "kvm", "-cpu", "host"]
+    else:
+        argv += ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    argv += ["-m", str(guest.memory_mib), "-smp", str(guest.cpus)]
+    argv += ["-kernel", str(run.kernel)]
+    if run.initrd is not None:
+        argv += ["-initrd", str(run.initrd)]
+    argv += ["-append", kernel_cmdline(guest, run.extra_cmdline)]
+    for i, share in enumerate(guest.all_shares):
+        argv += fsdev_args(share, f"fs{i}")
+    net = "virtio-net-device" if mmio else "virtio-net-pci"
+    netdev = f"user,id=net0,hostfwd=tcp:127.0.0.1:{run.ssh_port}-:22"
+    argv += ["-netdev", netdev, "-device",
+             f"{net},netdev=net0" + ("" if mmio else ",romfile=")]
+    argv += ["-chardev", f"file,id=con0,path={qemu_opts_escape(str(run.console_log))}",
+             "-serial", "chardev:con0"]
+    argv += ["-qmp", f"unix:{qemu_opts_escape(str(run.qmp_socket))},server=on,wait=off"]
+    argv += ["-pidfile", str(run.pidfile)]
+    return argv

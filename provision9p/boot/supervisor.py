@@ -1,0 +1,228 @@
+"""Start guests detached, wait for SSH while showing boot progress, stop them cleanly.
+
+QEMU runs in its own session (it outlives `provision9p up`) as the user the root
+share's security model allows; its pidfile, QMP socket and console log live in the
+guest's run dir. A guest that does not come up in time is stopped, and the console's
+tail and a likely cause are reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from provision9p import ui
+from provision9p.boot import accel as accel_mod
+from provision9p.boot.console import ConsoleWatch, likely_cause
+from provision9p.boot.qemu_argv import BootFiles, qemu_argv
+from provision9p.boot.qmp import QMP, QMPError
+from provision9p.connect.ssh import open_client, ssh_banner
+from provision9p.errors import BootError, ConnectError
+from provision9p.lab.model import GuestSpec, LabSpec
+from provision9p.qemu_user import RunAs, check_reachable, qemu_user
+from provision9p.state import GuestState, write_json
+
+
+@dataclass
+class BootReport:
+    guest: str
+    accel: str
+    accel_reason: str
+    ssh_port: int
+    seconds: float
+    stages: dict[str, float] = field(default_factory=dict)  # milestone -> s since start
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def boot_files(lab: LabSpec, guest: GuestSpec, accel: str, port: int) -> BootFiles:
+    st = GuestState.of(lab, guest)
+    return BootFiles(kernel=st.kernel, initrd=st.initrd if st.initrd.is_file() else None,
+                     ssh_port=port, console_log=st.console, qmp_socket=st.qmp,
+                     pidfile=st.pidfile, accel=accel)
+
+
+def start(lab: LabSpec, guest: GuestSpec) -> BootReport:
+    """Boot the guest and wait until SSH answers with its pinned key."""
+    choice = accel_mod.choose(guest.accel, guest.arch)
+    try:
+        return _boot(lab, guest, choice)
+    except BootError:
+        if not choice.probe:
+            raise
+        # The guest made no progress under KVM: this host's KVM does not work.
+        accel_mod.record(False, "a guest made no progress on its console under KVM")
+        ui.warn("KVM made no progress; falling back to TCG (remembered for this host)")
+        return _boot(lab, guest, accel_mod.AccelChoice("tcg", "KVM did not work here"))
+
+
+def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> BootReport:
+    st = GuestState.of(lab, guest)
+    run_as = qemu_user(guest.root, create=False)
+    port = guest.ssh_port or free_port()
+    _prepare_run_dir(st, run_as)
+    argv = qemu_argv(guest, boot_files(lab, guest, choice.accel, port))
+    if shutil.which(argv[0]) is None:
+        raise BootError(f"{argv[0]} is not installed",
+                        hint="apt-get install qemu-system-x86 (or `provision9p doctor --install`)")
+    ui.info(f"    {guest.name}: QEMU ({choice.accel}: {choice.reason}) as {run_as.name}, "
+            f"SSH on 127.0.0.1:{port}")
+    started = time.monotonic()
+    as_user = run_as.uid != os.geteuid()
+    with open(st.run_dir / "qemu.log", "wb") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=st.run_dir, start_new_session=True,
+            user=run_as.uid if as_user else None, group=run_as.gid if as_user else None,
+            extra_groups=[] if as_user else None,
+        )
+    write_json(st.boot_json, {"ssh_port": port, "accel": choice.accel,
+                              "accel_reason": choice.reason, "argv": argv,
+                              "run_as": run_as.name, "qemu_pid": proc.pid,
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    try:
+        stages = _wait_for_ssh(lab, guest, proc, port, started, choice)
+    except BaseException:
+        _kill(proc.pid)
+        proc.wait()
+        raise
+    if choice.probe:
+        accel_mod.record(True, "a guest booted to SSH under KVM")
+    return BootReport(guest.name, choice.accel, choice.reason, port,
+                      time.monotonic() - started, stages)
+
+
+def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
+    st.run_dir.mkdir(parents=True, exist_ok=True)
+    os.chown(st.run_dir, run_as.uid, run_as.gid)
+    os.chmod(st.run_dir, 0o750)
+    for name in ("console.log", "qmp.sock", "qemu.pid", "qemu.log"):
+        (st.run_dir / name).unlink(missing_ok=True)
+    check_reachable(st.run_dir, run_as)
+
+
+def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes], port: int,
+                  started: float, choice: accel_mod.AccelChoice) -> dict[str, float]:
+    st = GuestState.of(lab, guest)
+    watch = ConsoleWatch(st.console)
+    stages: dict[str, float] = {}
+    deadline = started + guest.boot_timeout
+    next_try = 0.0
+    while True:
+        now = time.monotonic()
+        watch.poll()
+        for name in watch.reached():
+            if name not in stages:
+                stages[name] = round(now - started, 2)
+                ui.info(f"    {guest.name}: {name} after {stages[name]:.1f} s")
+        if proc.poll() is not None:
+            qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
+            raise _failure(guest, watch, f"QEMU exited with status {proc.returncode}"
+                           + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
+        if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
+                accel_mod.KVM_PROGRESS_MARK not in watch.text:
+            raise BootError("no progress under KVM")
+        if now >= next_try and ssh_banner(port):
+            try:
+                client = open_client(lab, guest, port)
+            except ConnectError as exc:
+                if "host key" in exc.message:
+                    raise
+            else:
+                client.close()
+                stages["ssh"] = round(time.monotonic() - started, 2)
+                return stages
+        if now >= next_try:
+            next_try = now + 1.0
+        if now > deadline:
+            raise _failure(guest, watch, f"no SSH after {guest.boot_timeout} s "
+                           "(boot_timeout)")
+        time.sleep(0.2)
+
+
+def _failure(guest: GuestSpec, watch: ConsoleWatch, what: str) -> BootError:
+    watch.poll()
+    cause = likely_cause(watch.text)
+    msg = f"{guest.name} did not come up: {what}"
+    if cause:
+        msg += f"\n  likely cause: {cause}"
+    msg += f"\n  last console lines ({watch.path}):\n" + "\n".join(
+        "    " + line for line in watch.tail().splitlines())
+    return BootError(msg, hint="see the console log; `provision9p kernel check` tells "
+                               "whether the kernel can boot a 9P root")
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
+    """Power the guest off: poweroff over SSH or QMP, then kill after `timeout`.
+
+    Returns False when it was not running.
+    """
+    st = GuestState.of(lab, guest)
+    pid = st.running_pid()
+    if pid is None:
+        return False
+    asked = _ask_poweroff(lab, guest, st)
+    deadline = time.monotonic() + (timeout if asked else 0)
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        try:
+            with QMP(st.qmp) as q:
+                q.execute("quit")
+        except QMPError:
+            pass
+        end = time.monotonic() + 5
+        while time.monotonic() < end and _alive(pid):
+            time.sleep(0.1)
+    if _alive(pid):
+        _kill(pid)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and _alive(pid):
+            time.sleep(0.1)
+    st.pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _ask_poweroff(lab: LabSpec, guest: GuestSpec, st: GuestState) -> bool:
+    """A clean shutdown: systemd over SSH, else ACPI through QMP."""
+    boot = st.read_json(st.boot_json) or {}
+    port = int(boot.get("ssh_port", 0))
+    if port and ssh_banner(port):
+        try:
+            client = open_client(lab, guest, port, timeout=5)
+            try:
+                client.exec_command("systemctl poweroff --no-block", timeout=5)
+            finally:
+                client.close()
+            return True
+        except (ConnectError, OSError):
+            pass
+    try:
+        with QMP(st.qmp) as q:
+            q.execute("system_powerdown")
+        return True
+    except QMPError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,215 @@
+"""The `ssh` connection: one paramiko session per guest, its host key pinned at build time.
+
+A guest that answers with another host key is refused (never auto-added): the key
+was generated when its tree was built and only its public half was kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import posixpath
+import shlex
+import socket
+import stat as stat_mod
+import time
+import uuid
+from pathlib import Path
+
+import paramiko
+
+from provision9p.connect.base import RunResult
+from provision9p.errors import ConnectError
+from provision9p.lab.model import GuestSpec, LabSpec
+from provision9p.rootfs.metadata.base import GuestStat
+from provision9p.state import GuestState
+
+
+class _Pinned(paramiko.MissingHostKeyPolicy):
+    def __init__(self, expected: paramiko.PKey, guest: str) -> None:
+        self.expected = expected
+        self.guest = guest
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        if key.get_name() != self.expected.get_name() or \
+                key.asbytes() != self.expected.asbytes():
+            raise ConnectError(
+                f"{self.guest} answered with host key {key.get_fingerprint().hex()}, not the "
+                "one made when its tree was built",
+                hint="something else may be listening on that port; run "
+                     "`provision9p status`, or rebuild the guest with `provision9p up --rebuild`")
+
+
+def pinned_key(st: GuestState) -> paramiko.PKey:
+    try:
+        kind, data = st.host_key.read_text().split()[:2]
+    except (OSError, ValueError):
+        raise ConnectError(f"no pinned host key in {st.host_key}",
+                           hint="build the guest first: `provision9p up`") from None
+    return paramiko.PKey.from_type_string(kind, base64.b64decode(data))
+
+
+def ssh_banner(port: int, timeout: float = 1.0) -> bool:
+    """True when an SSH server answers on 127.0.0.1:port (slirp accepts before the guest)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def open_client(lab: LabSpec, guest: GuestSpec, port: int,
+                timeout: float = 10.0) -> paramiko.SSHClient:
+    st = GuestState.of(lab, guest)
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(_Pinned(pinned_key(st), guest.name))
+    key_path = lab.state_dir / "ssh" / "id_ed25519"
+    try:
+        client.connect("127.0.0.1", port=port, username="root", key_filename=str(key_path),
+                       look_for_keys=False, allow_agent=False, timeout=timeout,
+                       banner_timeout=timeout, auth_timeout=timeout)
+    except ConnectError:
+        client.close()
+        raise
+    except (paramiko.SSHException, OSError) as exc:
+        client.close()
+        raise ConnectError(f"cannot SSH into {guest.name} on 127.0.0.1:{port}: {exc}",
+                           hint="is it running? `provision9p status`") from exc
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(30)
+    return client
+
+
+class SSHConnection:
+    """The booted guest, over one reused SSH session (commands) and one SFTP channel."""
+
+    phase = "ssh"
+
+    def __init__(self, client: paramiko.SSHClient, guest: str, port: int) -> None:
+        self.client = client
+        self.guest = guest
+        self.port = port
+        self._sftp: paramiko.SFTPClient | None = None
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+        return self._sftp
+
+    def run(self, command: str | list[str], *, stdin: bytes | None = None,
+            cwd: str | None = None, env: dict[str, str] | None = None) -> RunResult:
+        cmd = command if isinstance(command, str) else shlex.join(command)
+        if env:
+            cmd = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + cmd
+        if cwd:
+            cmd = f"cd {shlex.quote(cwd)} && {cmd}"
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectError(f"the SSH connection to {self.guest} was lost",
+                               hint="check `provision9p status` and the console")
+        chan = transport.open_session()
+        try:
+            chan.exec_command(cmd)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out = chan.makefile("rb").read()
+            err = chan.makefile_stderr("rb").read()
+            rc = chan.recv_exit_status()
+        finally:
+            chan.close()
+        return RunResult(rc, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def stat(self, path: str) -> GuestStat | None:
+        try:
+            a = self.sftp.lstat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 2:
+                return None
+            raise
+        return GuestStat(mode=a.st_mode or 0, uid=a.st_uid or 0, gid=a.st_gid or 0,
+                         size=a.st_size or 0, mtime=float(a.st_mtime or 0))
+
+    def readlink(self, path: str) -> str:
+        target = self.sftp.readlink(path)
+        if target is None:
+            raise OSError(f"{path} is not a symlink")
+        return target
+
+    def read_file(self, path: str) -> bytes:
+        with self.sftp.open(path, "rb") as f:
+            return f.read()
+
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644,
+                   uid: int = 0, gid: int = 0) -> None:
+        tmp = posixpath.join(posixpath.dirname(path),
+                             f".{posixpath.basename(path)}.p9tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            with self.sftp.open(tmp, "wb") as f:
+                f.set_pipelined(True)
+                f.write(data)
+            self.sftp.chown(tmp, uid, gid)
+            self.sftp.chmod(tmp, mode)
+            self.sftp.posix_rename(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.sftp.remove(tmp)
+            raise
+
+    def mkdir(self, path: str, *, mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
+        self.sftp.mkdir(path, mode)
+        self.sftp.chown(path, uid, gid)
+        self.sftp.chmod(path, mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        self.sftp.symlink(target, path)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        # SFTP's chown follows symlinks; lchown through the shell keeps links as they are.
+        res = self.run(["chown", "-h", f"{uid}:{gid}", path])
+        if not res.ok:
+            raise OSError(res.stderr.strip())
+
+    def chmod(self, path: str, mode: int) -> None:
+        self.sftp.chmod(path, mode & 0o7777)
+
+    def remove(self, path: str) -> None:
+        st = self.stat(path)
+        if st is not None and stat_mod.S_ISDIR(st.mode):
+            self.sftp.rmdir(path)
+        else:
+            self.sftp.remove(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(self.sftp.listdir(path))
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        self.client.close()
+
+
+def connect(lab: LabSpec, guest: GuestSpec, *, wait: float = 0.0) -> SSHConnection:
+    """Connect to a running guest (the port comes from its boot record)."""
+    st = GuestState.of(lab, guest)
+    if st.running_pid() is None:
+        raise ConnectError(f"{guest.name} is not running", hint="start it: `provision9p up`")
+    boot = st.read_json(st.boot_json) or {}
+    port = int(boot.get("ssh_port", 0))
+    if not port:
+        raise ConnectError(f"no SSH port recorded for {guest.name} in {st.boot_json}",
+                           hint="restart it: `provision9p down && provision9p up`")
+    deadline = time.monotonic() + wait
+    while wait and not ssh_banner(port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return SSHConnection(open_client(lab, guest, port), guest.name, port)
+
+
+def key_file(lab: LabSpec) -> Path:
+    return lab.state_dir / "ssh" / "id_ed25519"

@@ -1,0 +1,197 @@
+"""`rootfs build`: from the lab's spec to a root tree QEMU can serve, plus what boots it.
+
+Order: cached debootstrap base -> plain copy -> offline guest setup, kernel modules,
+tree-phase roles -> the root share's security model applied into a staging dir ->
+renamed into place. Nothing is in place until all of it worked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from provision9p import ui
+from provision9p.boot.initramfs import build_initramfs
+from provision9p.errors import BuildError, HostError
+from provision9p.host.mirror import host_mirror
+from provision9p.lab.model import GuestSpec, LabSpec
+from provision9p.qemu_user import RunAs, check_reachable, qemu_user
+from provision9p.rootfs import keys
+from provision9p.rootfs.convert import convert_in_place
+from provision9p.rootfs.debootstrap import base_key, base_tree
+from provision9p.rootfs.guest_kernel import (
+    GuestKernel,
+    initramfs_modules,
+    install_modules,
+    prepare_kernel,
+)
+from provision9p.rootfs.guest_setup import SetupInputs, setup_tree
+from provision9p.rootfs.metadata import open_store
+from provision9p.rootfs.safe_fs import clean_stale_staging, staged
+from provision9p.state import GuestState, write_json
+
+# Bump when what the build writes into a tree changes, so old trees are rebuilt.
+BUILD_FORMAT = 1
+
+# Runs on the plain tree before conversion (the roles engine's tree phase plugs in here).
+TreeHook = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    guest: str
+    changed: bool
+    seconds: float
+    stages: dict[str, float]
+
+
+def busybox_path() -> Path:
+    """A static busybox for the initramfs (Debian's busybox-static)."""
+    for candidate in (Path("/bin/busybox"), Path("/usr/bin/busybox")):
+        if candidate.is_file():
+            out = subprocess.run(["file", "-L", str(candidate)], capture_output=True,
+                                 text=True).stdout if shutil.which("file") else "static"
+            if "dynamically" not in out:
+                return candidate
+    raise HostError("a static busybox is needed for the initramfs",
+                    hint="apt-get install busybox-static (or `provision9p doctor --install`)")
+
+
+def fingerprint(lab: LabSpec, guest: GuestSpec, mirror: str, run_as: RunAs,
+                extra: dict[str, object] | None = None) -> str:
+    """What the finished tree depends on: same fingerprint, nothing to rebuild."""
+    key, _ = base_key(guest.rootfs, guest.debian_arch, mirror)
+    data = {
+        "format": BUILD_FORMAT, "base": key, "kernel": repr(guest.kernel),
+        "root": repr(guest.root), "shares": repr(guest.shares), "name": guest.name,
+        "run_as": [run_as.uid, run_as.gid], "capabilities": guest.rootfs.capabilities,
+        **(extra or {}),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def is_current(lab: LabSpec, guest: GuestSpec, fp: str) -> bool:
+    st = GuestState.of(lab, guest)
+    record = st.read_json(st.build_json) or {}
+    return (record.get("fingerprint") == fp and guest.root.path.is_dir()
+            and st.kernel.is_file() and st.host_key.is_file()
+            and (not record.get("initrd") or st.initrd.is_file()))
+
+
+def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
+                tree_hook: TreeHook | None = None, hook_key: str = "") -> BuildResult:
+    """Build (or keep) the guest's root tree, kernel and initramfs."""
+    start = time.monotonic()
+    st = GuestState.of(lab, guest)
+    run_as = qemu_user(guest.root)
+    mirror = guest.rootfs.mirror or host_mirror()
+    fp = fingerprint(lab, guest, mirror, run_as, {"hooks": hook_key})
+    if not force and is_current(lab, guest, fp):
+        return BuildResult(guest.name, False, time.monotonic() - start, {})
+
+    for path in (guest.root.path, *(s.path for s in guest.shares), lab.state_dir):
+        check_reachable(path, run_as)
+    stages: dict[str, float] = {}
+
+    def timed(name: str, t0: float) -> None:
+        stages[name] = round(time.monotonic() - t0, 2)
+
+    t0 = time.monotonic()
+    kernel = prepare_kernel(guest, mirror)
+    timed("kernel", t0)
+    t0 = time.monotonic()
+    with ui.step(f"{guest.name}: base tree ({guest.rootfs.suite}, {guest.debian_arch})"):
+        base = base_tree(guest.rootfs, guest.debian_arch, mirror)
+        if base.cached:
+            ui.info(f"    cached: {base.path}")
+    timed("debootstrap", t0)
+
+    client_key_path, client_pub = keys.lab_client_key(lab.state_dir)
+    host_key = keys.generate(f"{guest.name}-host")
+    target = guest.root.path
+    clean_stale_staging(target)
+    initrd_tmp = st.boot_dir / f".initrd.img.tmp-{os.getpid()}"
+    try:
+        with staged(target) as staging:
+            t0 = time.monotonic()
+            tree = staging
+            with ui.step(f"{guest.name}: guest setup on a copy of the base tree"):
+                _copy_tree(base.path, tree)
+                setup_tree(tree, SetupInputs(guest, client_pub, host_key))
+                install_modules(kernel, tree)
+                if tree_hook is not None:
+                    tree_hook(tree)
+            timed("setup", t0)
+            if kernel.needs_initramfs or guest.kernel.initramfs == "always":
+                t0 = time.monotonic()
+                with ui.step(f"{guest.name}: initramfs for {kernel.release}"):
+                    mods = initramfs_modules(kernel, tree)
+                    st.boot_dir.mkdir(parents=True, exist_ok=True)
+                    build_initramfs(initrd_tmp, modules=mods, busybox=busybox_path())
+                timed("initramfs", t0)
+            if guest.root.mapped:
+                t0 = time.monotonic()
+                with ui.step(f"{guest.name}: {guest.root.security_model} metadata for "
+                             f"QEMU as {run_as.name}"):
+                    report = convert_in_place(staging, guest.root.security_model,
+                                              host_uid=run_as.uid, host_gid=run_as.gid,
+                                              capabilities=guest.rootfs.capabilities)
+                    ui.info(f"    {report}")
+                timed("convert", t0)
+            _install_boot_files(st, kernel, initrd_tmp)
+    finally:
+        initrd_tmp.unlink(missing_ok=True)
+    _prepare_extra_shares(guest, run_as)
+    st.host_key.write_text(host_key.public_line + "\n")
+    write_json(st.build_json, {
+        "fingerprint": fp, "kernel": kernel.source, "release": kernel.release,
+        "verdict": kernel.report.verdict, "initrd": st.initrd.is_file(),
+        "run_as": run_as.name, "client_key": str(client_key_path), "stages": stages,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    return BuildResult(guest.name, True, time.monotonic() - start, stages)
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(dest)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"copying the base tree failed: {proc.stderr.strip()[-500:]}",
+                         hint="check free disk space")
+    (dest / ".provision9p-base.json").unlink(missing_ok=True)
+
+
+def _install_boot_files(st: GuestState, kernel: GuestKernel, initrd_tmp: Path) -> None:
+    st.boot_dir.mkdir(parents=True, exist_ok=True)
+    tmp = st.kernel.with_name(".vmlinuz.tmp")
+    shutil.copyfile(kernel.image, tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, st.kernel)
+    if initrd_tmp.exists():
+        os.chmod(initrd_tmp, 0o644)
+        os.replace(initrd_tmp, st.initrd)
+    else:
+        st.initrd.unlink(missing_ok=True)
+
+
+def _prepare_extra_shares(guest: GuestSpec, run_as: RunAs) -> None:
+    """Create missing share directories for QEMU's user; existing data is never touched."""
+    for share in guest.shares:
+        if share.path.exists():
+            continue
+        share.path.mkdir(parents=True)
+        if share.mapped or share.security_model == "none":
+            os.chown(share.path, run_as.uid, run_as.gid)
+        if share.mapped:
+            # The guest sees a root-owned 0755 directory, as it would on a disk.
+            store = open_store(share.security_model, share.path, run_as.uid, run_as.gid)
+            store.chown("", 0, 0)
+            store.chmod("", 0o755)

@@ -1,0 +1,152 @@
+"""The way back: a mapped tree as a real tree or a tar archive with the true metadata.
+
+Reads every object through the share's MetadataStore (the guest's view) and writes
+real owners, modes, symlinks, device nodes, hard links, user xattrs and POSIX ACLs,
+so a tree built for 9P can become an image for anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import xattr
+
+from provision9p.errors import BuildError
+from provision9p.rootfs.metadata import open_store
+from provision9p.rootfs.metadata.base import GuestStat, MetadataStore
+
+_ACL_MAP = {b"user.virtfs.system.posix_acl_access": b"system.posix_acl_access",
+            b"user.virtfs.system.posix_acl_default": b"system.posix_acl_default"}
+
+
+def _walk(store: MetadataStore, rel: str = "") -> Iterator[tuple[str, GuestStat]]:
+    for name in store.listdir(rel):
+        child = f"{rel}/{name}" if rel else name
+        st = store.lstat(child)
+        yield child, st
+        if stat.S_ISDIR(st.mode):
+            yield from _walk(store, child)
+
+
+def _true_xattrs(host: str, model: str) -> dict[bytes, bytes]:
+    """The xattrs the guest sees: user.* (minus QEMU's own) and ACLs under their real names."""
+    out: dict[bytes, bytes] = {}
+    try:
+        names = xattr.list(host, nofollow=True)
+    except OSError:
+        return out
+    for name in names:
+        if name in _ACL_MAP and model != "mapped-file":
+            out[_ACL_MAP[name]] = xattr.get(host, name, nofollow=True)
+        elif name.startswith(b"user.virtfs."):
+            continue
+        elif name.startswith(b"user.") or (model == "mapped-file"
+                                           and name.startswith(b"system.posix_acl")):
+            out[name] = xattr.get(host, name, nofollow=True)
+    return out
+
+
+def _host(src: Path, rel: str) -> str:
+    return os.path.join(str(src), rel)
+
+
+def export_tree(src: Path, model: str, dest: Path) -> None:
+    """Write `src` (in `model`'s layout) to a new directory `dest` with real metadata."""
+    if dest.exists():
+        raise BuildError(f"{dest} exists; export never overwrites")
+    store = open_store(model, src, 0, 0)
+    root_st = store.lstat("")
+    dest.mkdir(parents=True)
+    links: dict[tuple[int, int], str] = {}
+    dirs: list[tuple[str, GuestStat]] = [("", root_st)]
+    for rel, st in _walk(store):
+        out = os.path.join(str(dest), rel)
+        host_st = os.lstat(_host(src, rel))
+        kind = stat.S_IFMT(st.mode)
+        key = (host_st.st_dev, host_st.st_ino)
+        if kind not in (stat.S_IFDIR,) and host_st.st_nlink > 1 and key in links:
+            os.link(links[key], out)
+            continue
+        links[key] = out
+        if kind == stat.S_IFDIR:
+            os.mkdir(out, 0o700)
+            dirs.append((rel, st))
+            continue
+        if kind == stat.S_IFLNK:
+            os.symlink(store.readlink(rel), out)
+            os.lchown(out, st.uid, st.gid)
+            continue
+        if kind == stat.S_IFREG:
+            with open(out, "wb") as f:
+                f.write(store.read_bytes(rel))
+        elif kind == stat.S_IFSOCK:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.bind(out)
+        else:
+            os.mknod(out, kind | 0o600, st.rdev)
+        _finish(out, st, _true_xattrs(_host(src, rel), model))
+    for rel, st in reversed(dirs):  # dirs last: their modes may forbid writing into them
+        out = os.path.join(str(dest), rel) if rel else str(dest)
+        _finish(out, st, _true_xattrs(_host(src, rel), model))
+
+
+def _finish(path: str, st: GuestStat, xattrs: dict[bytes, bytes]) -> None:
+    os.chown(path, st.uid, st.gid)
+    os.chmod(path, stat.S_IMODE(st.mode))
+    for name, value in xattrs.items():
+        xattr.set(path, name, value, nofollow=True)
+
+
+def export_tar(src: Path, model: str, out: Path) -> None:
+    """A PAX tar of `src` with the true metadata (xattrs as SCHILY.xattr.* records)."""
+    if out.exists():
+        raise BuildError(f"{out} exists; export never overwrites")
+    store = open_store(model, src, 0, 0)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    links: dict[tuple[int, int], str] = {}
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            entries = [("", store.lstat("")), *_walk(store)]
+            for rel, st in entries:
+                name = f"./{rel}" if rel else "."
+                host_st = os.lstat(_host(src, rel))
+                info = tarfile.TarInfo(name)
+                info.uid, info.gid = st.uid, st.gid
+                info.mode = stat.S_IMODE(st.mode)
+                info.mtime = int(st.mtime)
+                kind = stat.S_IFMT(st.mode)
+                key = (host_st.st_dev, host_st.st_ino)
+                data: bytes | None = None
+                if kind != stat.S_IFDIR and host_st.st_nlink > 1 and key in links:
+                    info.type, info.linkname = tarfile.LNKTYPE, links[key]
+                else:
+                    links[key] = name
+                    if kind == stat.S_IFDIR:
+                        info.type = tarfile.DIRTYPE
+                    elif kind == stat.S_IFLNK:
+                        info.type, info.linkname = tarfile.SYMTYPE, store.readlink(rel)
+                    elif kind == stat.S_IFREG:
+                        data = store.read_bytes(rel)
+                        info.size = len(data)
+                    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+                        info.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
+                        info.devmajor, info.devminor = os.major(st.rdev), os.minor(st.rdev)
+                    elif kind == stat.S_IFIFO:
+                        info.type = tarfile.FIFOTYPE
+                    else:
+                        continue  # tar cannot hold a socket
+                info.pax_headers = {
+                    "SCHILY.xattr." + xname.decode(): value.decode("utf-8", "surrogateescape")
+                    for xname, value in _true_xattrs(_host(src, rel), model).items()}
+                tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

@@ -1,0 +1,114 @@
+"""The guest's kernel: Debian's package for the suite (or the user's image), checked for 9P.
+
+A Debian kernel package is fetched through the mirror once and extracted into the
+cache; its modules go into every tree that boots it, and the checker's verdict
+decides whether an initramfs is needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from provision9p import paths, ui
+from provision9p.errors import BuildError, KernelError
+from provision9p.host.mirror import fetch_package
+from provision9p.kernel import KernelReport, check_kernel, extract_deb, module_load_order
+from provision9p.lab.model import ARCHES, GuestSpec
+from provision9p.rootfs.safe_fs import clean_stale_staging, staged
+
+
+@dataclass(frozen=True)
+class GuestKernel:
+    image: Path
+    release: str
+    modules_dir: Path | None  # .../lib/modules/<release> on the host, when known
+    report: KernelReport
+    source: str  # what it came from, for the build record
+
+    @property
+    def needs_initramfs(self) -> bool:
+        return self.report.verdict == "initramfs"
+
+
+def prepare_kernel(guest: GuestSpec, mirror: str) -> GuestKernel:
+    """Fetch or locate the guest's kernel and refuse one that cannot boot a 9P root."""
+    spec = guest.kernel
+    if spec.image is not None:
+        report = check_kernel(spec.image)
+        kernel = GuestKernel(spec.image, report.release, spec.modules, report,
+                             str(spec.image))
+    else:
+        package = spec.package or ARCHES[guest.arch][2]
+        deb = fetch_package(package, arch=guest.debian_arch, suite=guest.rootfs.suite,
+                            mirror=mirror)
+        root = _extracted(deb)
+        configs = sorted((root / "boot").glob("config-*"))
+        images = sorted((root / "boot").glob("vmlinu[xz]-*"))
+        if not configs or not images:
+            raise KernelError(f"{deb.name} has no kernel image or config in /boot",
+                              hint="name a linux-image-* package in kernel.package")
+        report = check_kernel(configs[0])
+        release = configs[0].name.removeprefix("config-")
+        mods = root / "usr/lib/modules" / release
+        if not mods.is_dir():
+            mods = root / "lib/modules" / release
+        kernel = GuestKernel(images[0], release, mods if mods.is_dir() else None, report,
+                             deb.name)
+    if report.verdict == "unbootable":
+        fixes = sorted({str(f) for f in report.fixes.values()})
+        raise KernelError(
+            f"the kernel {kernel.source} cannot boot a 9P root: missing "
+            + ", ".join(report.missing),
+            hint="use a kernel built with " + (", ".join(fixes) or "the kernel-configs/ "
+                                                "fragments") + " merged into its config",
+        )
+    if report.verdict == "initramfs" and spec.initramfs == "never":
+        raise KernelError(f"the kernel {kernel.source} has 9P only as modules, and the lab "
+                          "says kernel.initramfs: never",
+                          hint="set kernel.initramfs to auto, or use a kernel with 9P built in")
+    if report.verdict == "initramfs" and kernel.modules_dir is None:
+        raise KernelError(f"the kernel {kernel.source} needs an initramfs of its 9P modules, "
+                          "but no modules directory is known",
+                          hint="set kernel.modules to the kernel's lib/modules/<release>")
+    return kernel
+
+
+def _extracted(deb: Path) -> Path:
+    """The .deb's files, extracted once into the cache (staged, so never half there)."""
+    target = paths.cache_home() / "kernels" / deb.stem
+    clean_stale_staging(target)
+    if not (target / ".complete").exists():
+        with ui.step(f"extracting {deb.name}"), staged(target) as staging:
+            extract_deb(deb, staging)
+            (staging / ".complete").touch()
+    return target
+
+
+def install_modules(kernel: GuestKernel, tree: Path) -> None:
+    """Copy the kernel's modules into a plain tree and index them with the tree's depmod."""
+    if kernel.modules_dir is None:
+        return
+    dest = tree / "usr/lib/modules" / kernel.release
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    proc = subprocess.run(["cp", "-a", "--reflink=auto", str(kernel.modules_dir), str(dest)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"copying the kernel modules failed: {proc.stderr.strip()}")
+    # Debian's package ships no modules.dep; the guest's modprobe needs one.
+    proc = subprocess.run(["chroot", str(tree), "depmod", "-a", kernel.release],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"depmod in the root tree failed: {proc.stderr.strip()}",
+                         hint="the tree needs the kmod package (it is in the base set)")
+
+
+def initramfs_modules(kernel: GuestKernel, tree: Path) -> list[Path]:
+    """The .ko files the initramfs loads, in load order, taken from the tree's copy."""
+    mods = tree / "usr/lib/modules" / kernel.release
+    return module_load_order(mods if mods.is_dir() else kernel.modules_dir or mods,
+                             kernel.release, list(kernel.report.modules))

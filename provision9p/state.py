@@ -1,0 +1,124 @@
+"""The per-lab state directory: what was built, what runs, and the lab's lock.
+
+Layout (under LabSpec.state_dir):
+  lock                      held by `up`/`down`/`rootfs build` while they change things
+  ssh/id_ed25519            the lab's client key
+  guests/<name>/build.json  the inputs of the last successful build
+  guests/<name>/host_key.pub  the guest's SSH host key, pinned by every connection
+  guests/<name>/boot/       kernel and initramfs QEMU boots
+  guests/<name>/run/        written by QEMU itself (its user owns it): pidfile, QMP, console
+  guests/<name>/boot.json   how the running QEMU was started (port, accel, argv)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provision9p.errors import StateError
+from provision9p.lab.model import GuestSpec, LabSpec
+
+
+@dataclass(frozen=True)
+class GuestState:
+    """Where one guest's state lives; nothing here touches the disk until asked."""
+
+    dir: Path
+
+    @classmethod
+    def of(cls, lab: LabSpec, guest: GuestSpec) -> GuestState:
+        return cls(lab.state_dir / "guests" / guest.name)
+
+    @property
+    def build_json(self) -> Path:
+        return self.dir / "build.json"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "host_key.pub"
+
+    @property
+    def boot_dir(self) -> Path:
+        return self.dir / "boot"
+
+    @property
+    def kernel(self) -> Path:
+        return self.boot_dir / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.boot_dir / "initrd.img"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "qemu.pid"
+
+    @property
+    def qmp(self) -> Path:
+        return self.run_dir / "qmp.sock"
+
+    @property
+    def console(self) -> Path:
+        return self.run_dir / "console.log"
+
+    @property
+    def boot_json(self) -> Path:
+        return self.dir / "boot.json"
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def running_pid(self) -> int | None:
+        """QEMU's pid when it is alive; a pidfile of a dead (or reused) pid is stale."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        # The pid may have been reused by another program: ours names its pidfile.
+        return pid if os.fsencode(str(self.pidfile)) in cmdline else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically, so a crash never leaves half a state file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def lab_lock(lab: LabSpec, what: str) -> Iterator[None]:
+    """Hold the lab's lock; a second `up` on the same lab is refused, not queued."""
+    lab.state_dir.mkdir(parents=True, exist_ok=True)
+    path = lab.state_dir / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+            raise StateError(f"the lab {lab.name!r} is busy: {holder}",
+                             hint="wait for it to finish, or stop it with Ctrl-C") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"`provision9p {what}` (pid {os.getpid()}) is running\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

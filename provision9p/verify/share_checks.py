@@ -1,0 +1,100 @@
+"""The built-in verify checks, one set per 9P share, run by pytest-testinfra over SSH.
+
+`host` is testinfra's fixture (paramiko backend, pinned host key); `share` and
+`host_store` come from provision9p's verify plugin (provision9p/verify/runner.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from typing import Any
+
+import pytest
+
+
+def _mount_entry(host: Any, mount: str) -> dict[str, str]:
+    for line in host.file("/proc/self/mounts").content_string.splitlines():
+        dev, mnt, fstype, opts = line.split()[:4]
+        if mnt == mount:
+            return {"device": dev, "fstype": fstype, "options": opts}
+    return {}
+
+
+def _options(entry: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for opt in entry.get("options", "").split(","):
+        key, _, value = opt.partition("=")
+        out[key] = value
+    return out
+
+
+def test_mounted_as_9p(host: Any, share: dict[str, Any]) -> None:
+    entry = _mount_entry(host, share["mount"])
+    assert entry, f"nothing is mounted at {share['mount']}"
+    assert entry["fstype"] == "9p", f"{share['mount']} is {entry['fstype']}, not 9p"
+    assert entry["device"] == share["tag"], f"mounted from {entry['device']}"
+    opts = _options(entry)
+    assert opts.get("trans") == "virtio", f"transport is {opts.get('trans')}"
+    version = share["version"]
+    # The kernel shows 9p2000.L as the absence of the .u flag plus 'version' in newer kernels.
+    if "version" in opts:
+        assert opts["version"] == version, f"version is {opts['version']}"
+    else:
+        assert version == "9p2000.L" and "noextend" not in opts
+
+
+def test_msize(host: Any, share: dict[str, Any]) -> None:
+    opts = _options(_mount_entry(host, share["mount"]))
+    assert "msize" in opts, "no msize in the mount options"
+    effective = int(opts["msize"])
+    if effective < share["msize"]:
+        warnings.warn(f"{share['tag']}: asked for msize {share['msize']}, the guest kernel "
+                      f"uses {effective}", stacklevel=1)
+    assert effective >= 4096
+
+
+def test_readonly_as_asked(host: Any, share: dict[str, Any]) -> None:
+    probe = f"{share['mount'].rstrip('/')}/.provision9p-ro-{secrets.token_hex(4)}"
+    res = host.run(f"touch {probe} && rm -f {probe}")
+    if share["readonly"]:
+        assert res.rc != 0, f"{share['mount']} is readonly in the lab but accepted a write"
+        assert "Read-only" in res.stderr or "read-only" in res.stderr.lower()
+    else:
+        assert res.rc == 0, f"cannot write to {share['mount']}: {res.stderr.strip()}"
+
+
+def test_guest_write_reaches_host(host: Any, share: dict[str, Any], host_store: Any) -> None:
+    if share["readonly"]:
+        pytest.skip("readonly share")
+    name = f".provision9p-verify-{secrets.token_hex(4)}"
+    path = f"{share['mount'].rstrip('/')}/{name}"
+    data = secrets.token_hex(16)
+    res = host.run(f"printf %s {data} > {path} && chown 4242:4343 {path} && chmod 0640 {path}")
+    assert res.rc == 0, res.stderr
+    try:
+        st = host_store.lstat(name)
+        assert host_store.read_bytes(name) == data.encode()
+        if share["security_model"] == "none":
+            return  # 'none' stores no guest owners; QEMU's user owns everything.
+        assert (st.uid, st.gid, st.perm) == (4242, 4343, 0o640), (
+            f"stored as {st.uid}:{st.gid} {st.perm:o} by {share['security_model']}")
+    finally:
+        host.run(f"rm -f {path}")
+
+
+def test_host_write_seen_in_guest(host: Any, share: dict[str, Any], host_store: Any) -> None:
+    name = f".provision9p-verify-{secrets.token_hex(4)}"
+    data = secrets.token_hex(16).encode()
+    host_store.write_bytes(name, data, 0o644, 0, 0)
+    try:
+        path = f"{share['mount'].rstrip('/')}/{name}"
+        seen = host.file(path)
+        assert seen.exists, f"a file made on the host is not seen at {path}"
+        assert seen.content == data
+    finally:
+        host_store.unlink(name)
+    if share["cache"] in ("loose", "fscache", "mmap"):
+        warnings.warn(f"{share['tag']}: cache={share['cache']} does not revalidate: changes "
+                      "the host makes to files the guest has cached may not be seen",
+                      stacklevel=1)

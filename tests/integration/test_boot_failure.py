@@ -1,0 +1,48 @@
+"""A guest that cannot boot fails fast with the console's tail and a reason, not a hang."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.vm, pytest.mark.network]
+
+LAB = """\
+name: broken
+guests:
+  broken:
+    memory: 512
+    cpus: 1
+    boot_timeout: 120
+"""
+
+
+def test_tree_without_init_fails_with_reason(lab_dir: Path, p9: Any) -> None:
+    lab = lab_dir / "broken" / "lab.yml"
+    lab.parent.mkdir()
+    lab.parent.chmod(0o755)
+    lab.write_text(LAB)
+    res = p9("rootfs", "build", str(lab))
+    assert res.returncode == 0, res.stdout + res.stderr
+    # Break the built tree the way a bad role or a botched upgrade could.
+    init = lab.parent / "guests/broken/root/usr/sbin/init"
+    assert init.exists()
+    init.unlink()
+    start = time.monotonic()
+    res = p9("up", str(lab))
+    took = time.monotonic() - start
+    try:
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "broken did not come up" in res.stderr
+        assert "likely cause:" in res.stderr
+        assert "last console lines" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert took < 110, "the failure should be seen long before boot_timeout"
+        status = p9("status", str(lab))
+        assert "broken: stopped" in status.stdout
+    finally:
+        p9("down", str(lab), "--timeout", "1")
+    print(f"failed boot reported after {took:.1f} s")

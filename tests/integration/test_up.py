@@ -1,0 +1,136 @@
+"""`provision9p up` end to end on a real guest under QEMU (TCG here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from integration import fidelity
+from provision9p.rootfs.convert import convert_tree
+
+from provision9p.lab.model import Share
+from provision9p.qemu_user import qemu_user
+
+pytestmark = [pytest.mark.vm, pytest.mark.network]
+
+LAB = """\
+name: it
+guests:
+  web:
+    memory: 1024
+    cpus: 2
+    shares:
+      - path: data
+        mount_tag: data
+        mount: /mnt/data
+        security_model: mapped-xattr
+      - path: ro
+        mount_tag: ro
+        mount: /mnt/ro
+        security_model: none
+        readonly: true
+        cache: loose
+      - path: fidelity
+        mount_tag: fid
+        mount: /mnt/fid
+        security_model: mapped-xattr
+    rootfs:
+      packages: [acl]
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
+    path = lab_dir / "lab.yml"
+    path.write_text(LAB)
+    (lab_dir / "ro").mkdir()
+    (lab_dir / "ro" / "hello.txt").write_text("from the host\n")
+    # Every kind of object, converted as `rootfs build` converts a root tree.
+    fidelity.make_source(lab_dir / "fid-src")
+    run_as = qemu_user(Share(path=lab_dir, mount_tag="x"))
+    convert_tree(lab_dir / "fid-src", lab_dir / "fidelity", "mapped-xattr",
+                 host_uid=run_as.uid, host_gid=run_as.gid)
+    yield path
+    p9("down", str(path), "--timeout", "5")
+
+
+@pytest.fixture(scope="module")
+def up_result(lab: Path, p9: Any) -> tuple[int, str, str, float]:
+    start = time.monotonic()
+    res = p9("up", str(lab))
+    return res.returncode, res.stdout, res.stderr, time.monotonic() - start
+
+
+def test_up_boots_and_verifies(up_result: tuple[int, str, str, float]) -> None:
+    rc, out, err, _ = up_result
+    assert rc == 0, out + err
+    assert re.search(r"web: ok, \d+ checks passed", out), out
+    assert "failed" not in out.lower().replace("0 failed", "")
+
+
+def test_guest_root_is_9p_and_shares_mounted(lab: Path, up_result: object, p9: Any) -> None:
+    res = p9("ssh", "--lab", str(lab), "web", "cat", "/proc/self/mounts")
+    assert res.returncode == 0, res.stderr
+    mounts = {line.split()[1]: line.split() for line in res.stdout.splitlines()}
+    assert mounts["/"][2] == "9p" and mounts["/"][0] == "rootfs"
+    assert mounts["/mnt/data"][2] == "9p"
+    assert "ro" in mounts["/mnt/ro"][3].split(",")
+
+
+def test_ssh_passes_exit_status(lab: Path, up_result: object, p9: Any) -> None:
+    res = p9("ssh", "--lab", str(lab), "web", "exit 7")
+    assert res.returncode == 7
+
+
+def test_system_files_as_debian_installed_them(lab: Path, up_result: object, p9: Any) -> None:
+    res = p9("ssh", "--lab", str(lab), "web",
+             "stat -c '%U %a %F' /usr/bin/passwd /etc/shadow /tmp /bin /dev/null")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "root 4755 regular file"  # setuid kept
+    assert lines[1].split()[1] == "640"
+    assert lines[2] == "root 1777 directory"  # sticky kept
+    assert lines[3] == "root 777 symbolic link"
+
+
+def test_second_up_changes_nothing_quickly(lab: Path, up_result: object, p9: Any) -> None:
+    start = time.monotonic()
+    res = p9("up", str(lab))
+    took = time.monotonic() - start
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "no change" in res.stdout
+    print(f"second up: {took:.1f} s")
+
+
+def test_down_leaves_no_qemu(lab: Path, up_result: object, p9: Any) -> None:
+    pidfile = lab.parent / ".provision9p/guests/web/run/qemu.pid"
+    pid = int(pidfile.read_text())
+    res = p9("down", str(lab))
+    assert res.returncode == 0, res.stderr
+    assert "web: stopped" in res.stdout
+    assert not os.path.exists(f"/proc/{pid}") or \
+        Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    res = p9("status", str(lab))
+    assert "web: stopped" in res.stdout
+
+
+def test_guest_sees_every_object_as_the_source_has_it(lab: Path, up_result: object,
+                                                      p9: Any) -> None:
+    script = lab.parent / "fid.sh"
+    script.write_text(fidelity.GUEST_SCRIPT)
+    res = subprocess.run(
+        [sys.executable, "-m", "provision9p", "ssh", "--lab", str(lab), "web",
+         "bash -s /mnt/fid"], input=script.read_bytes(), capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    guest = fidelity.parse_guest(res.stdout)
+    source = fidelity.host_view(lab.parent / "fid-src")
+    assert sorted(guest) == sorted(source)
+    diffs = {name: (source[name], guest[name]) for name in source if source[name] != guest[name]}
+    assert not diffs, diffs
