@@ -206,7 +206,8 @@ def _ask_poweroff(lab: LabSpec, guest: GuestSpec, st: GuestState) -> bool:
         try:
             client = open_client(lab, guest, port, timeout=5)
             try:
-                client.exec_command("systemctl poweroff --no-block", timeout=5)
+                _, out, _ = client.exec_command("systemctl poweroff --no-block", timeout=10)
+                out.channel.recv_exit_status()  # closing first could cancel the request
             finally:
                 client.close()
             return True

@@ -57,7 +57,7 @@ def convert_in_place(tree: Path, model: str, *, host_uid: int, host_gid: int,
         raise ValueError(f"{model} keeps the tree as it is")
     report = ConvertReport()
     start = time.monotonic()
-    seen: set[tuple[int, int]] = set()
+    seen: dict[tuple[int, int], os.stat_result] = {}
     mapped_file = model == "mapped-file"
     root = os.fsencode(tree)
     last = start
@@ -89,7 +89,7 @@ def convert_in_place(tree: Path, model: str, *, host_uid: int, host_gid: int,
 
 def _convert_one(path: bytes, st: os.stat_result, root: bytes, mapped_file: bool,
                  host_uid: int, host_gid: int, capabilities: str, report: ConvertReport,
-                 seen: set[tuple[int, int]]) -> None:
+                 seen: dict[tuple[int, int], os.stat_result]) -> None:
     kind = stat.S_IFMT(st.st_mode)
     label = _KINDS.get(kind, "other")
     report.counts[label] = report.counts.get(label, 0) + 1
@@ -97,12 +97,14 @@ def _convert_one(path: bytes, st: os.stat_result, root: bytes, mapped_file: bool
     inode = (st.st_dev, st.st_ino)
     if kind not in (stat.S_IFDIR, stat.S_IFLNK) and st.st_nlink > 1:
         if inode in seen:
-            # A hard link: the inode (and its xattrs) is done; mapped-file needs its own file.
+            # A hard link: the inode (and its xattrs) is done; mapped-file needs its own file,
+            # from the metadata the inode had before its first name was converted.
+            first = seen[inode]
             if mapped_file:
                 _meta_store(root, host_uid, host_gid).write_meta(
-                    rel, st.st_mode, st.st_uid, st.st_gid, st.st_rdev or None)
+                    rel, first.st_mode, first.st_uid, first.st_gid, first.st_rdev or None)
             return
-        seen.add(inode)
+        seen[inode] = st
     if kind == stat.S_IFLNK:
         target = os.readlink(path)
         os.unlink(path)
@@ -111,9 +113,11 @@ def _convert_one(path: bytes, st: os.stat_result, root: bytes, mapped_file: bool
         os.unlink(path)
         _new_file(path, b"", host_uid, host_gid)
     else:
-        _move_xattrs(path, rel, mapped_file, capabilities, report)
+        keep = _move_xattrs(path, rel, mapped_file, capabilities, report)
         os.chown(path, host_uid, host_gid)
         os.chmod(path, HOST_DIR_MODE if kind == stat.S_IFDIR else HOST_FILE_MODE)
+        for name, value in keep.items():  # chmod rewrote the ACL's mask; put it back
+            xattr.set(path, name, value, nofollow=True)
     rdev = st.st_rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else None
     if mapped_file:
         _meta_store(root, host_uid, host_gid).write_meta(rel, st.st_mode, st.st_uid,
@@ -143,18 +147,23 @@ def _new_file(path: bytes, data: bytes, uid: int, gid: int) -> None:
 
 
 def _move_xattrs(path: bytes, rel: str, mapped_file: bool, capabilities: str,
-                 report: ConvertReport) -> None:
-    """ACLs to where QEMU's mapped model reads them; what it cannot carry, dropped."""
+                 report: ConvertReport) -> dict[bytes, bytes]:
+    """ACLs to where QEMU's mapped model reads them; what it cannot carry, dropped.
+
+    Returns the ACLs that stay on the host file (mapped-file) to restore after chmod.
+    """
+    keep: dict[bytes, bytes] = {}
     try:
         names = xattr.list(path, nofollow=True)
     except OSError:
-        return
+        return keep
     for name in names:
         if name.startswith(b"user."):
             continue
         if name in ACL_NAMES:
-            if mapped_file:
-                continue  # mapped-file passes xattrs (ACLs included) straight through
+            if mapped_file:  # mapped-file passes xattrs (ACLs included) straight through
+                keep[name] = xattr.get(path, name, nofollow=True)
+                continue
             value = xattr.get(path, name, nofollow=True)
             xattr.set(path, b"user.virtfs." + name, value, nofollow=True)
             xattr.remove(path, name, nofollow=True)
@@ -165,3 +174,4 @@ def _move_xattrs(path: bytes, rel: str, mapped_file: bool, capabilities: str,
         else:
             report.dropped_xattrs.append(f"/{rel} ({name.decode(errors='replace')})")
             xattr.remove(path, name, nofollow=True)
+    return keep

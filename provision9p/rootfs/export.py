@@ -12,6 +12,7 @@ import io
 import os
 import socket
 import stat
+import struct
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,11 +143,36 @@ def export_tar(src: Path, model: str, out: Path) -> None:
                         info.type = tarfile.FIFOTYPE
                     else:
                         continue  # tar cannot hold a socket
-                info.pax_headers = {
-                    "SCHILY.xattr." + xname.decode(): value.decode("utf-8", "surrogateescape")
-                    for xname, value in _true_xattrs(_host(src, rel), model).items()}
+                info.pax_headers = _pax_xattrs(_true_xattrs(_host(src, rel), model))
                 tar.addfile(info, io.BytesIO(data) if data is not None else None)
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+_ACL_TAGS = {0x01: "user:", 0x02: "user:", 0x04: "group:", 0x08: "group:", 0x10: "mask:",
+             0x20: "other:"}
+_TAR_ACL = {b"system.posix_acl_access": "SCHILY.acl.access",
+            b"system.posix_acl_default": "SCHILY.acl.default"}
+
+
+def acl_text(value: bytes) -> str:
+    """A POSIX ACL xattr (version 2 binary) as text, the form GNU tar's SCHILY.acl.* holds."""
+    entries = []
+    for off in range(4, len(value) - 7, 8):
+        tag, perm, ident = struct.unpack_from("<HHI", value, off)
+        who = str(ident) if tag in (0x02, 0x08) else ""
+        rwx = "".join(c if perm & bit else "-" for c, bit in (("r", 4), ("w", 2), ("x", 1)))
+        entries.append(f"{_ACL_TAGS.get(tag, 'other:')}{who}:{rwx}")
+    return ",".join(entries)
+
+
+def _pax_xattrs(xattrs: dict[bytes, bytes]) -> dict[str, str]:
+    out = {}
+    for name, value in xattrs.items():
+        if name in _TAR_ACL:
+            out[_TAR_ACL[name]] = acl_text(value)
+        else:
+            out["SCHILY.xattr." + name.decode()] = value.decode("utf-8", "surrogateescape")
+    return out

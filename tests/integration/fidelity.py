@@ -90,6 +90,7 @@ def host_view(root: Path) -> dict[bytes, str]:
 
 # Runs in the guest (bash + coreutils + acl): the same fields, NUL-separated records.
 GUEST_SCRIPT = r"""
+export LC_ALL=C  # bytes, not characters: names need not be UTF-8
 cd "$1" || exit 3
 find . -mindepth 1 -printf '%P\0' | while IFS= read -r -d '' p; do
   printf '%s\0' "$p"

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from integration import fidelity
-from provision9p.rootfs.convert import convert_tree
 
 from provision9p.lab.model import Share
 from provision9p.qemu_user import qemu_user
+from provision9p.rootfs.convert import convert_in_place
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -55,8 +55,10 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     # Every kind of object, converted as `rootfs build` converts a root tree.
     fidelity.make_source(lab_dir / "fid-src")
     run_as = qemu_user(Share(path=lab_dir, mount_tag="x"))
-    convert_tree(lab_dir / "fid-src", lab_dir / "fidelity", "mapped-xattr",
-                 host_uid=run_as.uid, host_gid=run_as.gid)
+    subprocess.run(["cp", "-a", str(lab_dir / "fid-src"), str(lab_dir / "fidelity")],
+                   check=True)
+    convert_in_place(lab_dir / "fidelity", "mapped-xattr", host_uid=run_as.uid,
+                     host_gid=run_as.gid)
     yield path
     p9("down", str(path), "--timeout", "5")
 
@@ -109,18 +111,6 @@ def test_second_up_changes_nothing_quickly(lab: Path, up_result: object, p9: Any
     print(f"second up: {took:.1f} s")
 
 
-def test_down_leaves_no_qemu(lab: Path, up_result: object, p9: Any) -> None:
-    pidfile = lab.parent / ".provision9p/guests/web/run/qemu.pid"
-    pid = int(pidfile.read_text())
-    res = p9("down", str(lab))
-    assert res.returncode == 0, res.stderr
-    assert "web: stopped" in res.stdout
-    assert not os.path.exists(f"/proc/{pid}") or \
-        Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    res = p9("status", str(lab))
-    assert "web: stopped" in res.stdout
-
-
 def test_guest_sees_every_object_as_the_source_has_it(lab: Path, up_result: object,
                                                       p9: Any) -> None:
     script = lab.parent / "fid.sh"
@@ -134,3 +124,15 @@ def test_guest_sees_every_object_as_the_source_has_it(lab: Path, up_result: obje
     assert sorted(guest) == sorted(source)
     diffs = {name: (source[name], guest[name]) for name in source if source[name] != guest[name]}
     assert not diffs, diffs
+
+
+def test_down_leaves_no_qemu(lab: Path, up_result: object, p9: Any) -> None:
+    pidfile = lab.parent / ".provision9p/guests/web/run/qemu.pid"
+    pid = int(pidfile.read_text())
+    res = p9("down", str(lab))
+    assert res.returncode == 0, res.stderr
+    assert "web: stopped" in res.stdout
+    assert not os.path.exists(f"/proc/{pid}") or \
+        Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    res = p9("status", str(lab))
+    assert "web: stopped" in res.stdout
