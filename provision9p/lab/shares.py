@@ -216,7 +216,9 @@ def _mount_options(s: Mapping[str, Any], path: P, check: Checker, model: str,
     if msize > VIRTIO_MSIZE_CAP:
         check.warn((*path, "msize"), f"the Linux virtio transport clamps msize to "
                                      f"{VIRTIO_MSIZE_CAP}; the effective value is reported")
-    cache = check.string(s, path, "cache", "mmap" if is_root else "none", CACHE_MODES)
+    # The root tree changes only through the guest while it runs (the tree phase is before
+    # boot), so the root can cache: loose boots ~25% faster than mmap under TCG (bench/).
+    cache = check.string(s, path, "cache", "loose" if is_root else "none", CACHE_MODES)
     if cache == "readahead" and ctx.old_kernel:
         check.err((*path, "cache"), f"cache=readahead came with Linux 6.4; {ctx.old_kernel} "
                                     "refuses the mount; use mmap")

@@ -26,6 +26,12 @@ MASKED_UNITS = (
     "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
     "getty-static.service", "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount",
     "systemd-networkd-wait-online.service",
+    # The initramfs mounted the root with the lab's options and the base tree already has
+    # its system users; remounting, sysusers and preloading loop/dm/drm only cost seconds.
+    "systemd-remount-fs.service", "systemd-sysusers.service",
+    "modprobe@loop.service", "modprobe@dm_mod.service", "modprobe@drm.service",
+    "modprobe@efi_pstore.service", "systemd-network-generator.service",
+    "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service",
 )
 
 # Writing the journal through 9P at boot (journal-flush) costs seconds; a lab guest keeps

@@ -83,8 +83,8 @@ VALID: dict[str, tuple[str, Callable[[LabSpec], Any], Any]] = {
                                    web(lab).root.security_model,
                                    web(lab).root.options.cache,
                                    web(lab).root.options.as_string()),
-                      ("rootfs", "/", "mapped-xattr", "mmap",
-                       "trans=virtio,version=9p2000.L,msize=512000,cache=mmap,"
+                      ("rootfs", "/", "mapped-xattr", "loose",
+                       "trans=virtio,version=9p2000.L,msize=512000,cache=loose,"
                        "access=client,posixacl")),
     "rootfs-settings": (G("""rootfs:
   suite: trixie
