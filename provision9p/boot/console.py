@@ -10,6 +10,7 @@ from pathlib import Path
 MILESTONES = (
     ("kernel", "Linux version"),
     ("initramfs", "Run /init as init process"),
+    ("root mounted", "provision9p: switch_root"),
     ("init", "systemd[1]"),
     ("userspace", "Reached target"),
 )

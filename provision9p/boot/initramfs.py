@@ -53,6 +53,8 @@ done
   fail "the root tree has no $init (is it a complete tree?)"
 mount --move /dev /newroot/dev
 umount /proc /sys
+# progress marker (not a failure): the boot-time study times the initramfs by it
+echo "provision9p: switch_root to $root" > /dev/console
 exec switch_root /newroot "$init" || fail "switch_root to $init failed"
 """
 

@@ -19,6 +19,7 @@ ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "s390x": "s390x"}
 
 
 def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
+    """The guest as libvirt domain XML; port forwarding needs libvirt's passt backend."""
     dom = ET.Element("domain", type="kvm" if run.accel == "kvm" else "qemu")
     ET.SubElement(dom, "name").text = guest.name
     ET.SubElement(dom, "memory", unit="MiB").text = str(guest.memory_mib)

@@ -77,6 +77,7 @@ def kernel_cmdline(guest: GuestSpec, extra: str = "") -> str:
 
 
 def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
+    """The full QEMU argv for one boot; no -daemonize (the supervisor decides)."""
     mmio = guest.machine in MMIO_MACHINES
     argv = [QEMU_BINARIES[guest.arch], "-name", guest.name,
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]

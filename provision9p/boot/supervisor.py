@@ -39,6 +39,10 @@ class BootReport:
     stages: dict[str, float] = field(default_factory=dict)  # milestone -> s since start
 
 
+class _NoProgressUnderKVM(BootError):
+    """KVM on trial printed nothing past early boot: fall back to TCG."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,9 +61,7 @@ def start(lab: LabSpec, guest: GuestSpec) -> BootReport:
     choice = accel_mod.choose(guest.accel, guest.arch)
     try:
         return _boot(lab, guest, choice)
-    except BootError:
-        if not choice.probe:
-            raise
+    except _NoProgressUnderKVM:
         # The guest made no progress under KVM: this host's KVM does not work.
         accel_mod.record(False, "a guest made no progress on its console under KVM")
         ui.warn("KVM made no progress; falling back to TCG (remembered for this host)")
@@ -131,7 +133,7 @@ def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes],
                            + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
         if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
                 accel_mod.KVM_PROGRESS_MARK not in watch.text:
-            raise BootError("no progress under KVM")
+            raise _NoProgressUnderKVM("no progress under KVM")
         if now >= next_try and ssh_banner(port):
             try:
                 client = open_client(lab, guest, port)
