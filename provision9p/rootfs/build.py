@@ -20,6 +20,7 @@ from pathlib import Path
 from provision9p import ui
 from provision9p.boot.initramfs import build_initramfs
 from provision9p.errors import BuildError, HostError
+from provision9p.host.doctor import check_user_xattrs
 from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.qemu_user import RunAs, check_reachable, qemu_user
@@ -98,6 +99,11 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
 
     for path in (guest.root.path, *(s.path for s in guest.shares), lab.state_dir):
         check_reachable(path, run_as)
+    if guest.root.security_model in ("mapped-xattr", "mapped"):
+        finding = check_user_xattrs(guest.root.path)
+        if not finding.ok:
+            raise HostError(f"the root tree cannot use mapped-xattr: {finding.detail}",
+                            hint=finding.fix)
     stages: dict[str, float] = {}
 
     def timed(name: str, t0: float) -> None:
