@@ -7,6 +7,7 @@ dedicated system account that provision9p creates.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import subprocess
@@ -43,8 +44,11 @@ def qemu_user(root: Share, *, create: bool = True) -> RunAs:
         if not create:
             raise HostError(f"the account {ACCOUNT!r} that runs QEMU does not exist",
                             hint="run `provision9p rootfs build` (as root) to create it") from None
+        # In the kvm group (where there is one) so QEMU can try KVM; whether KVM really
+        # works is found out at boot (boot/accel.py).
+        groups = ["--groups", "kvm"] if _group_exists("kvm") else []
         proc = subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home",
+            ["useradd", "--system", "--user-group", "--no-create-home", *groups,
              "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", ACCOUNT],
             capture_output=True, text=True,
         )
@@ -53,6 +57,14 @@ def qemu_user(root: Share, *, create: bool = True) -> RunAs:
                             hint="create a system user named provision9p by hand") from None
         pw = pwd.getpwnam(ACCOUNT)
     return RunAs(pw.pw_uid, pw.pw_gid, pw.pw_name)
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def check_reachable(path: Path, run_as: RunAs) -> None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from provision9p.host.facts import load_facts, remember
+from provision9p.qemu_user import RunAs
 
 # Under KVM a kernel prints this within a few seconds; if it has not after this
 # long, KVM is not working here.
@@ -27,15 +28,31 @@ class AccelChoice:
     probe: bool = False  # True: KVM is on trial; watch for progress and fall back
 
 
-def choose(requested: str, guest_arch: str) -> AccelChoice:
+def kvm_accessible(run_as: RunAs) -> bool:
+    """Whether QEMU's user (not ours) may open /dev/kvm read-write."""
+    try:
+        st = os.stat("/dev/kvm")
+    except OSError:
+        return False
+    if run_as.uid == 0:
+        return True
+    if st.st_uid == run_as.uid:
+        return st.st_mode & 0o600 == 0o600
+    if st.st_gid in os.getgrouplist(run_as.name, run_as.gid):
+        return st.st_mode & 0o060 == 0o060
+    return st.st_mode & 0o006 == 0o006
+
+
+def choose(requested: str, guest_arch: str, run_as: RunAs) -> AccelChoice:
     if requested in ("kvm", "tcg"):
         return AccelChoice(requested, "the lab asks for it")
     if guest_arch != platform.machine():
         return AccelChoice("tcg", f"a {guest_arch} guest on a {platform.machine()} host")
     if not os.path.exists("/dev/kvm"):
         return AccelChoice("tcg", "this host has no /dev/kvm")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return AccelChoice("tcg", "/dev/kvm is not accessible to this user")
+    if not kvm_accessible(run_as):
+        return AccelChoice("tcg", f"/dev/kvm is not open to {run_as.name}, QEMU's user "
+                                  "(add it to the kvm group to try KVM)")
     fact = load_facts().get("kvm")
     if isinstance(fact, dict) and "works" in fact:
         if fact["works"]:

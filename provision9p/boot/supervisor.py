@@ -58,13 +58,13 @@ def boot_files(lab: LabSpec, guest: GuestSpec, accel: str, port: int) -> BootFil
 
 def start(lab: LabSpec, guest: GuestSpec) -> BootReport:
     """Boot the guest and wait until SSH answers with its pinned key."""
-    choice = accel_mod.choose(guest.accel, guest.arch)
+    choice = accel_mod.choose(guest.accel, guest.arch, qemu_user(guest.root, create=False))
     try:
         return _boot(lab, guest, choice)
-    except _NoProgressUnderKVM:
-        # The guest made no progress under KVM: this host's KVM does not work.
-        accel_mod.record(False, "a guest made no progress on its console under KVM")
-        ui.warn("KVM made no progress; falling back to TCG (remembered for this host)")
+    except _NoProgressUnderKVM as exc:
+        # QEMU could not use KVM, or the guest made no progress under it.
+        accel_mod.record(False, str(exc).splitlines()[0])
+        ui.warn(f"{exc}; falling back to TCG (remembered for this host)")
         return _boot(lab, guest, accel_mod.AccelChoice("tcg", "KVM did not work here"))
 
 
@@ -86,7 +86,7 @@ def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> Boot
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=st.run_dir, start_new_session=True,
             user=run_as.uid if as_user else None, group=run_as.gid if as_user else None,
-            extra_groups=[] if as_user else None,
+            extra_groups=os.getgrouplist(run_as.name, run_as.gid) if as_user else None,
         )
     write_json(st.boot_json, {"ssh_port": port, "accel": choice.accel,
                               "accel_reason": choice.reason, "argv": argv,
@@ -129,11 +129,13 @@ def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes],
                 ui.info(f"    {guest.name}: {name} after {stages[name]:.1f} s")
         if proc.poll() is not None:
             qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
+            if choice.probe and "kvm" in qemu_log.lower():
+                raise _NoProgressUnderKVM(f"QEMU could not use KVM: {qemu_log[-300:]}")
             raise _failure(guest, watch, f"QEMU exited with status {proc.returncode}"
                            + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
         if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
                 accel_mod.KVM_PROGRESS_MARK not in watch.text:
-            raise _NoProgressUnderKVM("no progress under KVM")
+            raise _NoProgressUnderKVM("a guest made no progress on its console under KVM")
         if now >= next_try and ssh_banner(port):
             try:
                 client = open_client(lab, guest, port)

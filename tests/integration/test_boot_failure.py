@@ -38,6 +38,8 @@ def test_tree_without_init_fails_with_reason(lab_dir: Path, p9: Any) -> None:
         assert res.returncode == 1, res.stdout + res.stderr
         assert "broken did not come up" in res.stderr
         assert "likely cause:" in res.stderr
+        # the reason is the initramfs's own line, read from the console
+        assert "the root tree has no /sbin/init" in res.stderr, res.stderr
         assert "last console lines" in res.stderr
         assert "Traceback" not in res.stderr
         assert took < 110, "the failure should be seen long before boot_timeout"

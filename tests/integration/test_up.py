@@ -43,6 +43,17 @@ guests:
         security_model: mapped-xattr
     rootfs:
       packages: [acl]
+    verify: [test_web.py]
+"""
+
+# The lab's own testinfra file, run in the same verify report as the share checks.
+USER_CHECKS = """\
+def test_hostname_is_the_guest_name(host):
+    assert host.file("/etc/hostname").content_string.strip() == "web"
+
+
+def test_sshd_runs(host):
+    assert host.service("ssh").is_running
 """
 
 
@@ -50,6 +61,7 @@ guests:
 def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     path = lab_dir / "lab.yml"
     path.write_text(LAB)
+    (lab_dir / "test_web.py").write_text(USER_CHECKS)
     (lab_dir / "ro").mkdir()
     (lab_dir / "ro" / "hello.txt").write_text("from the host\n")
     # Every kind of object, converted as `rootfs build` converts a root tree.
@@ -74,6 +86,8 @@ def test_up_boots_and_verifies(up_result: tuple[int, str, str, float]) -> None:
     rc, out, err, _ = up_result
     assert rc == 0, out + err
     assert re.search(r"web: ok, \d+ checks passed", out), out
+    assert "test_web.py::test_hostname_is_the_guest_name" in out
+    assert "test_web.py::test_sshd_runs" in out
     assert "failed" not in out.lower().replace("0 failed", "")
 
 
