@@ -78,7 +78,7 @@ def verify_guest(lab: LabSpec, guest: GuestSpec, *, verbose: bool = True) -> Ver
     ini = st.dir / "verify.ini"
     ini.write_text("[pytest]\n")
     args = [
-        "-c", str(ini), "--rootdir", str(CHECKS.parent), "-p", "no:cacheprovider",
+        "-c", str(ini), "--rootdir", "/", "-p", "no:cacheprovider",
         "--import-mode=importlib", "--no-header", "-o", "console_output_style=classic",
         "--tb=short", "-rfEw", "--hosts", f"paramiko://root@127.0.0.1:{port}",
         "-v" if verbose else "-q", str(CHECKS),
@@ -87,7 +87,10 @@ def verify_guest(lab: LabSpec, guest: GuestSpec, *, verbose: bool = True) -> Ver
     ui.info(f"==> verify {guest.name}: {len(guest.all_shares)} share(s)"
             + (f", {len(guest.verify)} test file(s) of the lab" if guest.verify else ""))
     # pytest and testinfra print to stdout: the report is the command's result.
+    # Test ids are shown relative to the working directory: the lab's own files by name.
+    # (rootdir is / because pytest names a file outside its rootdir by a directory.)
     cwd = os.getcwd()
+    os.chdir(lab.base_dir)
     try:
         rc = pytest.main(args, plugins=[plugin])
     finally:
