@@ -33,14 +33,23 @@ while read -r mod; do
 done < /lib/modules/order
 root=
 flags=
+net=
 init=/sbin/init
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     root=*) root="${arg#root=}" ;;
     rootflags=*) flags="${arg#rootflags=}" ;;
     init=*) init="${arg#init=}" ;;
+    provision9p.net=*) net="${arg#provision9p.net=}" ;;
   esac
 done
+# QEMU user networking's fixed address, so sshd answers as soon as it starts
+# (systemd-networkd keeps the same static address later). Not fatal: networkd retries.
+if [ -n "$net" ] && [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up
+  ip link set eth0 up && ip addr add "${net%%:*}" dev eth0 && \
+    ip route add default via "${net##*:}" || echo "provision9p: eth0 not configured"
+fi
 [ -n "$root" ] || fail "no root= on the kernel command line"
 mkdir -p /newroot
 tries=0

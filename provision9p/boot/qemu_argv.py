@@ -14,6 +14,10 @@ from provision9p.lab.model import MMIO_MACHINES, GuestSpec, Share
 QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64",
                  "s390x": "qemu-system-s390x"}
 CONSOLES = {"x86_64": "ttyS0", "aarch64": "ttyAMA0", "s390x": "ttysclp0"}
+# QEMU user networking always gives the guest this address and gateway; the initramfs
+# configures them at once, so sshd answers without waiting for systemd-networkd.
+SLIRP_ADDRESS = "10.0.2.15/24"
+SLIRP_GATEWAY = "10.0.2.2"
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def kernel_cmdline(guest: GuestSpec, extra: str = "") -> str:
         "rw" if not root.readonly else "ro",
         f"console={CONSOLES.get(guest.arch, 'ttyS0')}",
         # No predictable interface names: the guest's networkd config matches eth0.
-        "net.ifnames=0", "panic=-1",
+        "net.ifnames=0", f"provision9p.net={SLIRP_ADDRESS}:{SLIRP_GATEWAY}", "panic=-1",
     ]
     if guest.kernel.cmdline:
         parts.append(guest.kernel.cmdline)

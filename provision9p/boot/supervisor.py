@@ -147,7 +147,7 @@ def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes],
                 stages["ssh"] = round(time.monotonic() - started, 2)
                 return stages
         if now >= next_try:
-            next_try = now + 1.0
+            next_try = now + 0.5
         if now > deadline:
             raise _failure(guest, watch, f"no SSH after {guest.boot_timeout} s "
                            "(boot_timeout)")

@@ -110,5 +110,9 @@ def install_modules(kernel: GuestKernel, tree: Path) -> None:
 def initramfs_modules(kernel: GuestKernel, tree: Path) -> list[Path]:
     """The .ko files the initramfs loads, in load order, taken from the tree's copy."""
     mods = tree / "usr/lib/modules" / kernel.release
-    return module_load_order(mods if mods.is_dir() else kernel.modules_dir or mods,
-                             kernel.release, list(kernel.report.modules))
+    mods = mods if mods.is_dir() else kernel.modules_dir or mods
+    wanted = list(kernel.report.modules)
+    # The network device too, so /init can configure eth0 before systemd starts.
+    if any(mods.glob("kernel/drivers/net/virtio_net.ko*")):
+        wanted.append("virtio_net")
+    return module_load_order(mods, kernel.release, wanted)

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from provision9p.boot.qemu_argv import SLIRP_ADDRESS, SLIRP_GATEWAY
 from provision9p.errors import BuildError
 from provision9p.lab.model import GuestSpec
 from provision9p.rootfs import chroot_path as cp
@@ -40,9 +41,6 @@ DROP_INS = {
     "/etc/systemd/journald.conf.d/10-provision9p.conf":
         "# provision9p: keep the journal in RAM; flushing it through 9P slows every boot\n"
         "[Journal]\nStorage=volatile\n",
-    "/etc/systemd/system/ssh.service.d/10-provision9p.conf":
-        "# provision9p: the config was written at build time; skip `sshd -t` at each boot\n"
-        "[Service]\nExecStartPre=\n",
 }
 
 
@@ -74,14 +72,18 @@ def setup_tree(tree: Path, inputs: SetupInputs) -> None:
     for share in guest.shares:
         cp.resolve_in(tree, share.mount).mkdir(parents=True, exist_ok=True)
     cp.write_file(tree, "/etc/resolv.conf", f"nameserver {SLIRP_DNS}\n")
+    # QEMU user networking's addresses are fixed; the same static config the initramfs
+    # applied, so networkd changes nothing and nobody waits for DHCP.
     cp.write_file(tree, "/etc/systemd/network/20-eth0.network",
-                  "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n"
-                  "IPv6AcceptRA=no\n")
+                  "[Match]\nName=eth0\n\n[Network]\n"
+                  f"Address={SLIRP_ADDRESS}\nGateway={SLIRP_GATEWAY}\nDNS={SLIRP_DNS}\n"
+                  "LinkLocalAddressing=no\nIPv6AcceptRA=no\nKeepConfiguration=static\n")
     _ssh(tree, inputs)
     for unit in MASKED_UNITS:
         cp.symlink(tree, f"/etc/systemd/system/{unit}", "/dev/null")
     for path, text in DROP_INS.items():
         cp.write_file(tree, path, text)
+    _fast_ssh_unit(tree)
     _chroot(tree, ["systemctl", "enable", "systemd-networkd.service"])
 
 
@@ -102,6 +104,24 @@ def _ssh(tree: Path, inputs: SetupInputs) -> None:
     root_ssh.mkdir(mode=0o700, exist_ok=True)
     root_ssh.chmod(0o700)
     cp.write_file(tree, "/root/.ssh/authorized_keys", inputs.authorized_key + "\n", 0o600)
+
+
+def _fast_ssh_unit(tree: Path) -> None:
+    """Debian's ssh.service without the wait for network.target and the `sshd -t` check.
+
+    sshd listens on any address and eth0 is up before systemd starts (the initramfs set
+    it), so waiting for networkd only delays the first login; the config was written
+    here at build time. A drop-in cannot remove an After=, so the unit is overridden.
+    """
+    src = cp.resolve_in(tree, "/lib/systemd/system/ssh.service", follow_last=True)
+    if not src.is_file():
+        return
+    lines = ["# provision9p: Debian's ssh.service, starting without waiting for the network"]
+    for line in src.read_text().splitlines():
+        if line.startswith("After=") or line.startswith("ExecStartPre=/usr/sbin/sshd -t"):
+            continue
+        lines.append(line)
+    cp.write_file(tree, "/etc/systemd/system/ssh.service", "\n".join(lines) + "\n")
 
 
 def _chroot(tree: Path, argv: list[str]) -> None:
