@@ -37,9 +37,9 @@ def prepare_kernel(guest: GuestSpec, mirror: str) -> GuestKernel:
     """Fetch or locate the guest's kernel and refuse one that cannot boot a 9P root."""
     spec = guest.kernel
     if spec.image is not None:
-        report = check_kernel(spec.image)
-        kernel = GuestKernel(spec.image, report.release, spec.modules, report,
-                             str(spec.image))
+        report = check_kernel(_config_of(spec.image))
+        release = report.release or (spec.modules.name if spec.modules else "")
+        kernel = GuestKernel(spec.image, release, spec.modules, report, str(spec.image))
     else:
         package = spec.package or ARCHES[guest.arch][2]
         deb = fetch_package(package, arch=guest.debian_arch, suite=guest.rootfs.suite,
@@ -74,6 +74,20 @@ def prepare_kernel(guest: GuestSpec, mirror: str) -> GuestKernel:
                           "but no modules directory is known",
                           hint="set kernel.modules to the kernel's lib/modules/<release>")
     return kernel
+
+
+def _config_of(image: Path) -> Path:
+    """The image itself when it embeds its config, else the config-<release> beside it
+    (how Debian's /boot and a kernel build's install both lay them out)."""
+    try:
+        check_kernel(image)
+    except KernelError:
+        release = image.name.split("-", 1)[1] if "-" in image.name else ""
+        beside = image.with_name(f"config-{release}")
+        if release and beside.is_file():
+            return beside
+        raise
+    return image
 
 
 def _extracted(deb: Path) -> Path:

@@ -10,6 +10,8 @@ import pytest
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
+# The user's own kernel (image + modules directory) rather than the lab's package: here
+# Debian's, as fetched and extracted for the default lab.
 LAB = """\
 name: broken
 guests:
@@ -17,14 +19,28 @@ guests:
     memory: 512
     cpus: 1
     boot_timeout: 120
+    kernel:
+      image: {image}
+      modules: {modules}
 """
+
+
+def _debian_kernel() -> tuple[Path, Path]:
+    from provision9p.host.mirror import host_mirror
+    from provision9p.lab import load_lab
+    from provision9p.rootfs.guest_kernel import prepare_kernel
+
+    kernel = prepare_kernel(load_lab(None).guests[0], host_mirror())
+    assert kernel.modules_dir is not None
+    return kernel.image, kernel.modules_dir
 
 
 def test_tree_without_init_fails_with_reason(lab_dir: Path, p9: Any) -> None:
     lab = lab_dir / "broken" / "lab.yml"
     lab.parent.mkdir()
     lab.parent.chmod(0o755)
-    lab.write_text(LAB)
+    image, modules = _debian_kernel()
+    lab.write_text(LAB.format(image=image, modules=modules))
     res = p9("rootfs", "build", str(lab))
     assert res.returncode == 0, res.stdout + res.stderr
     # Break the built tree the way a bad role or a botched upgrade could.
