@@ -14,8 +14,10 @@ from provision9p import ui
 from provision9p.boot import supervisor
 from provision9p.connect.ssh import connect
 from provision9p.errors import VerifyError
+from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
-from provision9p.rootfs.build import build_guest
+from provision9p.qemu_user import qemu_user
+from provision9p.rootfs.build import build_guest, fingerprint, is_current
 from provision9p.state import GuestState, lab_lock, write_json
 from provision9p.verify.preflight import share_warnings
 from provision9p.verify.runner import verify_guest
@@ -50,13 +52,8 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
     out = GuestOutcome(guest.name)
     st = GuestState.of(lab, guest)
     running = st.running_pid() is not None
-    result = None
     if running and not rebuild:
         # Unchanged and running: a quick check that it still answers, nothing else.
-        from provision9p.host.mirror import host_mirror
-        from provision9p.qemu_user import qemu_user
-        from provision9p.rootfs.build import fingerprint, is_current
-
         fp = fingerprint(lab, guest, guest.rootfs.mirror or host_mirror(),
                          qemu_user(guest.root, create=False), {"hooks": ""})
         if is_current(lab, guest, fp):
