@@ -112,3 +112,12 @@ def parse_guest(out: bytes) -> dict[bytes, str]:
     parts = out.split(b"\0")
     return {parts[i]: parts[i + 1].decode(errors="surrogateescape")
             for i in range(0, len(parts) - 1, 2)}
+
+
+def without_dir_nlink(record: str) -> str:
+    """The record with a directory's link count blanked (mapped-file adds one)."""
+    fields, rest = record.split("|", 1)
+    parts = fields.split()
+    if stat.S_ISDIR(int(parts[0], 16)):
+        parts[6] = "-"
+    return " ".join(parts) + "|" + rest

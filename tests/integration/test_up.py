@@ -41,6 +41,10 @@ guests:
         mount_tag: fid
         mount: /mnt/fid
         security_model: mapped-xattr
+      - path: fidelity-file
+        mount_tag: fidfile
+        mount: /mnt/fidfile
+        security_model: mapped-file
     rootfs:
       packages: [acl]
     verify: [test_web.py]
@@ -67,10 +71,10 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     # Every kind of object, converted as `rootfs build` converts a root tree.
     fidelity.make_source(lab_dir / "fid-src")
     run_as = qemu_user(Share(path=lab_dir, mount_tag="x"))
-    subprocess.run(["cp", "-a", str(lab_dir / "fid-src"), str(lab_dir / "fidelity")],
-                   check=True)
-    convert_in_place(lab_dir / "fidelity", "mapped-xattr", host_uid=run_as.uid,
-                     host_gid=run_as.gid)
+    for name, model in (("fidelity", "mapped-xattr"), ("fidelity-file", "mapped-file")):
+        subprocess.run(["cp", "-a", str(lab_dir / "fid-src"), str(lab_dir / name)],
+                       check=True)
+        convert_in_place(lab_dir / name, model, host_uid=run_as.uid, host_gid=run_as.gid)
     yield path
     p9("down", str(path), "--timeout", "5")
 
@@ -125,16 +129,21 @@ def test_second_up_changes_nothing_quickly(lab: Path, up_result: object, p9: Any
     print(f"second up: {took:.1f} s")
 
 
+@pytest.mark.parametrize("mount", ["/mnt/fid", "/mnt/fidfile"])
 def test_guest_sees_every_object_as_the_source_has_it(lab: Path, up_result: object,
-                                                      p9: Any) -> None:
-    script = lab.parent / "fid.sh"
-    script.write_text(fidelity.GUEST_SCRIPT)
+                                                      mount: str) -> None:
     res = subprocess.run(
         [sys.executable, "-m", "provision9p", "ssh", "--lab", str(lab), "web",
-         "bash -s /mnt/fid"], input=script.read_bytes(), capture_output=True, timeout=300)
+         f"bash -s {mount}"], input=fidelity.GUEST_SCRIPT.encode(), capture_output=True,
+        timeout=300)
     assert res.returncode == 0, res.stderr
     guest = fidelity.parse_guest(res.stdout)
     source = fidelity.host_view(lab.parent / "fid-src")
+    if mount == "/mnt/fidfile":
+        # QEMU reports a directory's host link count, and mapped-file's hidden
+        # .virtfs_metadata subdirectory adds one: a known difference of that model.
+        guest = {k: fidelity.without_dir_nlink(v) for k, v in guest.items()}
+        source = {k: fidelity.without_dir_nlink(v) for k, v in source.items()}
     assert sorted(guest) == sorted(source)
     diffs = {name: (source[name], guest[name]) for name in source if source[name] != guest[name]}
     assert not diffs, diffs
