@@ -113,8 +113,8 @@ def ssh_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{guest.name} is not running", hint="start it: `provision9p up`")
     port = int((st.read_json(st.boot_json) or {}).get("ssh_port", 0))
     known = st.dir / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {st.host_key.read_text().split(' ')[0]} "
-                     f"{st.host_key.read_text().split()[1]}\n")
+    kind, key = st.host_key.read_text().split()[:2]
+    known.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")  # the pinned key, nothing else
     argv = ["ssh", "-i", str(lab.state_dir / "ssh" / "id_ed25519"), "-p", str(port),
             "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
             "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
