@@ -62,7 +62,7 @@ def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
     ET.SubElement(pf, "range", start=str(run.ssh_port), to="22")
     serial = ET.SubElement(devices, "serial", type="file")
     ET.SubElement(serial, "source", path=str(run.console_log))
-    ET.indent(dom)
     note = ET.Comment(f" provision9p: SSH to 127.0.0.1:{run.ssh_port} with the lab's key ")
     dom.insert(0, note)
+    ET.indent(dom)
     return ET.tostring(dom, encoding="unicode")
