@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import posixpath
 import shlex
 import socket
@@ -60,8 +61,26 @@ def ssh_banner(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def open_client(lab: LabSpec, guest: GuestSpec, port: int,
-                timeout: float = 10.0) -> paramiko.SSHClient:
+# paramiko's transport thread logs connection resets with tracebacks; our errors say it.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
+
+
+def open_client(lab: LabSpec, guest: GuestSpec, port: int, timeout: float = 10.0,
+                attempts: int = 3) -> paramiko.SSHClient:
+    """A logged-in client; a reset during the banner (sshd reloading) is retried."""
+    for attempt in range(attempts):
+        try:
+            return _open_client(lab, guest, port, timeout)
+        except ConnectError as exc:
+            if attempt == attempts - 1 or "banner" not in exc.message:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def _open_client(lab: LabSpec, guest: GuestSpec, port: int,
+                 timeout: float) -> paramiko.SSHClient:
     st = GuestState.of(lab, guest)
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(_Pinned(pinned_key(st), guest.name))
