@@ -296,6 +296,78 @@ def _debug(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[s
     return {"changed": False, "msg": args.get("msg", "Hello world!")}
 
 
+def _blockinfile(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
+    path = str(args.get("path") or args.get("dest") or "")
+    marker = str(args.get("marker", "# {mark} ANSIBLE MANAGED BLOCK"))
+    begin = marker.replace("{mark}", str(args.get("marker_begin", "BEGIN")))
+    end = marker.replace("{mark}", str(args.get("marker_end", "END")))
+    state = args.get("state", "present")
+    st = conn.stat(path)
+    if st is None and not (state == "present" and args.get("create", False)):
+        if state == "absent":
+            return {"changed": False, "msg": ""}
+        raise TaskError(f"blockinfile: {path} does not exist", hint="set create: true")
+    lines = conn.read_file(path).decode(errors="replace").splitlines() if st else []
+    block = str(args.get("block", "")).rstrip("\n")
+    if begin in lines and end in lines[lines.index(begin):]:
+        i = lines.index(begin)
+        j = lines.index(end, i)
+        rest = lines[:i] + lines[j + 1:]
+        pos = i
+    else:
+        rest, pos = list(lines), len(lines)
+    new = rest if state == "absent" or not block else (
+        [*rest[:pos], begin, *block.splitlines(), end, *rest[pos:]])
+    if new == lines and st is not None:
+        result: dict[str, Any] = {"changed": False, "msg": ""}
+        _apply_attrs(conn, path, args, ctx, result)
+        return result
+    res = _write_content(conn, path, ("\n".join(new) + "\n").encode() if new else b"",
+                         args, ctx)
+    res["msg"] = "Block removed" if state == "absent" else "Block inserted"
+    return res
+
+
+def _hostname(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
+    name = str(args["name"])
+    res = _write_content(conn, "/etc/hostname", f"{name}\n".encode(), {}, ctx)
+    if res["changed"] and conn.phase == "ssh" and not ctx.check:
+        conn.run(["hostname", name])
+    return {"changed": res["changed"], "name": name,
+            "ansible_facts": {"ansible_hostname": name}}
+
+
+def _authorized_key(conn: Connection, args: dict[str, Any], ctx: ModuleContext
+                    ) -> dict[str, Any]:
+    user = str(args["user"])
+    key = str(args["key"]).strip()
+    state = args.get("state", "present")
+    home = None
+    for line in conn.read_file("/etc/passwd").decode(errors="replace").splitlines():
+        parts = line.split(":")
+        if parts[0] == user and len(parts) > 5:
+            uid, gid, home = int(parts[2]), int(parts[3]), parts[5]
+    if home is None:
+        raise TaskError(f"authorized_key: no user {user!r} in the guest's /etc/passwd")
+    ssh_dir = f"{home.rstrip('/')}/.ssh"
+    path = f"{ssh_dir}/authorized_keys"
+    st = conn.stat(path)
+    lines = conn.read_file(path).decode(errors="replace").splitlines() if st else []
+    keys = {" ".join(ln.split()[:2]) for ln in lines}
+    wanted = " ".join(key.split()[:2])
+    if state == "present" and wanted in keys:
+        return {"changed": False, "user": user, "key": key}
+    if state == "absent" and wanted not in keys:
+        return {"changed": False, "user": user, "key": key}
+    new = ([*lines, key] if state == "present"
+           else [ln for ln in lines if " ".join(ln.split()[:2]) != wanted])
+    if not ctx.check and conn.stat(ssh_dir) is None:
+        conn.mkdir(ssh_dir, mode=0o700, uid=uid, gid=gid)
+    res = _write_content(conn, path, ("\n".join(new) + "\n").encode() if new else b"",
+                         {"mode": "0600", "owner": uid, "group": gid}, ctx)
+    return {"changed": res["changed"], "user": user, "key": key, "diff": res.get("diff")}
+
+
 MODULES: dict[str, Module] = {
     "copy": Module(frozenset({"dest", "src", "content", *OWNERSHIP}), _copy),
     "template": Module(frozenset({"src", "dest", *OWNERSHIP}), _template),
@@ -308,4 +380,9 @@ MODULES: dict[str, Module] = {
                     lambda c, a, x: _command(c, a, x, shell=True)),
     "stat": Module(frozenset({"path", "get_checksum"}), _stat),
     "debug": Module(frozenset({"msg"}), _debug),
+    "blockinfile": Module(frozenset({"path", "dest", "block", "marker", "marker_begin",
+                                     "marker_end", "state", "create", *OWNERSHIP}),
+                          _blockinfile),
+    "hostname": Module(frozenset({"name", "use"}), _hostname),
+    "authorized_key": Module(frozenset({"user", "key", "state"}), _authorized_key),
 }
