@@ -27,6 +27,7 @@ from provision9p.rootfs.metadata.stores import (
     HOST_FILE_MODE,
     MappedFileStore,
     XattrStore,
+    write_new,
 )
 
 ACL_NAMES = (b"system.posix_acl_access", b"system.posix_acl_default")
@@ -108,10 +109,10 @@ def _convert_one(path: bytes, st: os.stat_result, root: bytes, mapped_file: bool
     if kind == stat.S_IFLNK:
         target = os.readlink(path)
         os.unlink(path)
-        _new_file(path, target, host_uid, host_gid)
+        write_new(path, target, host_uid, host_gid, HOST_FILE_MODE)
     elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
         os.unlink(path)
-        _new_file(path, b"", host_uid, host_gid)
+        write_new(path, b"", host_uid, host_gid, HOST_FILE_MODE)
     else:
         keep = _move_xattrs(path, rel, mapped_file, capabilities, report)
         os.chown(path, host_uid, host_gid)
@@ -134,16 +135,6 @@ def _meta_store(root: bytes, uid: int, gid: int) -> MappedFileStore:
     if key not in _stores:
         _stores[key] = MappedFileStore(Path(os.fsdecode(root)), uid, gid)
     return _stores[key]
-
-
-def _new_file(path: bytes, data: bytes, uid: int, gid: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, HOST_FILE_MODE)
-    try:
-        os.write(fd, data)
-        os.fchown(fd, uid, gid)
-        os.fchmod(fd, HOST_FILE_MODE)
-    finally:
-        os.close(fd)
 
 
 def _move_xattrs(path: bytes, rel: str, mapped_file: bool, capabilities: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import stat as stat_mod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,18 +262,12 @@ def _command(conn: Connection, args: dict[str, Any], ctx: ModuleContext,
         raw = str(args.get("cmd") or args.get("_raw_params") or "")
         if not raw:
             raise TaskError("command needs cmd, argv or a free-form command")
-        cmd = raw if shell else ["sh", "-c", 'exec "$@"', "sh", *_split(raw)]
+        cmd = raw if shell else ["sh", "-c", 'exec "$@"', "sh", *shlex.split(raw)]
     res = conn.run(cmd, cwd=args.get("chdir"))
     return {"changed": True, "rc": res.returncode, "stdout": res.stdout.rstrip("\n"),
             "stderr": res.stderr.rstrip("\n"), "stdout_lines": res.stdout.splitlines(),
             "failed": res.returncode != 0,
             "msg": "" if res.ok else f"non-zero return code {res.returncode}"}
-
-
-def _split(raw: str) -> list[str]:
-    import shlex
-
-    return shlex.split(raw)
 
 
 def _stat(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def _host_path(root: Path, rel: str) -> str:
     return os.path.join(cur, parts[-1])
 
 
-def _write_new(path: str, data: bytes, host_uid: int, host_gid: int, mode: int) -> None:
+def write_new(path: str | bytes, data: bytes, host_uid: int, host_gid: int, mode: int) -> None:
+    """Create a file that must not exist yet, never through a symlink, owned as given."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.write(fd, data)
@@ -57,19 +58,43 @@ def _write_new(path: str, data: bytes, host_uid: int, host_gid: int, mode: int) 
         os.close(fd)
 
 
+def _read_nofollow(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def _tmp_name(path: str) -> str:
     d, name = os.path.split(path)
     return os.path.join(d, f".{name}.p9tmp-{os.getpid()}")
 
 
-class XattrStore:
-    """mapped-xattr: guest metadata in user.virtfs.* xattrs."""
+class _MappedStore:
+    """What both mapped models share: QEMU's user owns everything; a symlink is a file."""
 
     def __init__(self, root: Path, host_uid: int, host_gid: int) -> None:
         self.root, self.host_uid, self.host_gid = root, host_uid, host_gid
 
     def path(self, rel: str) -> str:
         return _host_path(self.root, rel)
+
+    def lstat(self, rel: str) -> GuestStat:
+        raise NotImplementedError
+
+    def readlink(self, rel: str) -> str:
+        p = self.path(rel)
+        if os.path.islink(p):  # a real host symlink (user data): QEMU shows it as it is
+            return os.readlink(p)
+        if not stat.S_ISLNK(self.lstat(rel).mode):
+            raise OSError(22, "not a symlink", p)
+        return os.fsdecode(_read_nofollow(p))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return _read_nofollow(self.path(rel))
+
+
+class XattrStore(_MappedStore):
+    """mapped-xattr: guest metadata in user.virtfs.* xattrs."""
 
     @staticmethod
     def set_attrs(path: str, mode: int | None, uid: int | None, gid: int | None,
@@ -106,25 +131,11 @@ class XattrStore:
                          gid if gid is not None else st.st_gid,
                          st.st_size, rdev or 0, st.st_nlink, st.st_mtime)
 
-    def readlink(self, rel: str) -> str:
-        p = self.path(rel)
-        if os.path.islink(p):
-            return os.readlink(p)
-        if not stat.S_ISLNK(self.lstat(rel).mode):
-            raise OSError(22, "not a symlink", p)
-        with open(p, "rb") as f:
-            return os.fsdecode(f.read())
-
-    def read_bytes(self, rel: str) -> bytes:
-        p = self.path(rel)
-        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
-            return f.read()
 
     def write_bytes(self, rel: str, data: bytes, mode: int, uid: int, gid: int) -> None:
         p = self.path(rel)
         tmp = _tmp_name(p)
-        _write_new(tmp, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
+        write_new(tmp, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
         try:
             self.set_attrs(tmp, stat.S_IFREG | stat.S_IMODE(mode), uid, gid)
             os.replace(tmp, p)
@@ -140,12 +151,12 @@ class XattrStore:
 
     def symlink(self, target: str, rel: str, uid: int, gid: int) -> None:
         p = self.path(rel)
-        _write_new(p, os.fsencode(target), self.host_uid, self.host_gid, HOST_FILE_MODE)
+        write_new(p, os.fsencode(target), self.host_uid, self.host_gid, HOST_FILE_MODE)
         self.set_attrs(p, stat.S_IFLNK | 0o777, uid, gid)
 
     def mknod(self, rel: str, mode: int, rdev: int, uid: int, gid: int) -> None:
         p = self.path(rel)
-        _write_new(p, b"", self.host_uid, self.host_gid, HOST_FILE_MODE)
+        write_new(p, b"", self.host_uid, self.host_gid, HOST_FILE_MODE)
         self.set_attrs(p, mode, uid, gid, rdev if rdev else None)
 
     def chown(self, rel: str, uid: int, gid: int) -> None:
@@ -165,14 +176,8 @@ class XattrStore:
         return sorted(os.listdir(self.path(rel)))
 
 
-class MappedFileStore:
+class MappedFileStore(_MappedStore):
     """mapped-file: guest metadata in .virtfs_metadata files beside the objects."""
-
-    def __init__(self, root: Path, host_uid: int, host_gid: int) -> None:
-        self.root, self.host_uid, self.host_gid = root, host_uid, host_gid
-
-    def path(self, rel: str) -> str:
-        return _host_path(self.root, rel)
 
     def meta_path(self, rel: str) -> str:
         rel = rel.strip("/")
@@ -207,7 +212,7 @@ class MappedFileStore:
         text = "".join(f"virtfs.{k}={meta[k]}\n" for k in ("uid", "gid", "mode", "rdev")
                        if k in meta).encode()
         tmp = _tmp_name(path)
-        _write_new(tmp, text, self.host_uid, self.host_gid, HOST_FILE_MODE)
+        write_new(tmp, text, self.host_uid, self.host_gid, HOST_FILE_MODE)
         os.replace(tmp, path)
 
     def lstat(self, rel: str) -> GuestStat:
@@ -217,24 +222,11 @@ class MappedFileStore:
                          m.get("gid", st.st_gid), st.st_size, m.get("rdev", 0), st.st_nlink,
                          st.st_mtime)
 
-    def readlink(self, rel: str) -> str:
-        p = self.path(rel)
-        if os.path.islink(p):
-            return os.readlink(p)
-        if not stat.S_ISLNK(self.lstat(rel).mode):
-            raise OSError(22, "not a symlink", p)
-        with open(p, "rb") as f:
-            return os.fsdecode(f.read())
-
-    def read_bytes(self, rel: str) -> bytes:
-        fd = os.open(self.path(rel), os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
-            return f.read()
 
     def write_bytes(self, rel: str, data: bytes, mode: int, uid: int, gid: int) -> None:
         p = self.path(rel)
         tmp = _tmp_name(p)
-        _write_new(tmp, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
+        write_new(tmp, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
         os.replace(tmp, p)
         self.write_meta(rel, stat.S_IFREG | stat.S_IMODE(mode), uid, gid)
 
@@ -245,12 +237,12 @@ class MappedFileStore:
         self.write_meta(rel, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid)
 
     def symlink(self, target: str, rel: str, uid: int, gid: int) -> None:
-        _write_new(self.path(rel), os.fsencode(target), self.host_uid, self.host_gid,
+        write_new(self.path(rel), os.fsencode(target), self.host_uid, self.host_gid,
                    HOST_FILE_MODE)
         self.write_meta(rel, stat.S_IFLNK | 0o777, uid, gid)
 
     def mknod(self, rel: str, mode: int, rdev: int, uid: int, gid: int) -> None:
-        _write_new(self.path(rel), b"", self.host_uid, self.host_gid, HOST_FILE_MODE)
+        write_new(self.path(rel), b"", self.host_uid, self.host_gid, HOST_FILE_MODE)
         self.write_meta(rel, mode, uid, gid, rdev if rdev else None)
 
     def chown(self, rel: str, uid: int, gid: int) -> None:
@@ -296,14 +288,12 @@ class PlainStore:
         return os.readlink(self.path(rel))
 
     def read_bytes(self, rel: str) -> bytes:
-        fd = os.open(self.path(rel), os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
-            return f.read()
+        return _read_nofollow(self.path(rel))
 
     def write_bytes(self, rel: str, data: bytes, mode: int, uid: int, gid: int) -> None:
         p = self.path(rel)
         tmp = _tmp_name(p)
-        _write_new(tmp, data, uid, gid, stat.S_IMODE(mode))
+        write_new(tmp, data, uid, gid, stat.S_IMODE(mode))
         try:
             os.chmod(tmp, stat.S_IMODE(mode))  # after chown, which clears setuid bits
             os.replace(tmp, p)
