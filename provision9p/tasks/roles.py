@@ -16,7 +16,7 @@ import yaml
 
 from provision9p.errors import TaskError
 from provision9p.tasks.filters import FILTERS
-from provision9p.tasks.modules import MODULES
+from provision9p.tasks.modules import ALIASES, MODULES
 
 TASK_KEYWORDS = {
     "name", "when", "loop", "with_items", "loop_control", "register", "notify", "tags",
@@ -157,6 +157,7 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
         raise TaskError(f"{where}: a task needs exactly one module, found {what}",
                         hint="supported modules: " + ", ".join(sorted(MODULES)))
     module = modules[0].removeprefix("ansible.builtin.")
+    module = ALIASES.get(module, module)
     args = raw[modules[0]]
     if module not in MODULES and module != "include_tasks":
         raise TaskError(f"{where}: unknown module {modules[0]!r}",

@@ -1,0 +1,160 @@
+"""hostname, authorized_key, user and group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision9p.connect.base import Connection
+from provision9p.errors import TaskError
+from provision9p.tasks.modules.base import Module, ModuleContext, run_checked, write_content
+
+
+def _authorized_key(conn: Connection, args: dict[str, Any], ctx: ModuleContext
+                    ) -> dict[str, Any]:
+    user = str(args["user"])
+    key = str(args["key"]).strip()
+    state = args.get("state", "present")
+    home = None
+    for line in conn.read_file("/etc/passwd").decode(errors="replace").splitlines():
+        parts = line.split(":")
+        if parts[0] == user and len(parts) > 5:
+            uid, gid, home = int(parts[2]), int(parts[3]), parts[5]
+    if home is None:
+        raise TaskError(f"authorized_key: no user {user!r} in the guest's /etc/passwd")
+    ssh_dir = f"{home.rstrip('/')}/.ssh"
+    path = f"{ssh_dir}/authorized_keys"
+    st = conn.stat(path)
+    lines = conn.read_file(path).decode(errors="replace").splitlines() if st else []
+    keys = {" ".join(ln.split()[:2]) for ln in lines}
+    wanted = " ".join(key.split()[:2])
+    if state == "present" and wanted in keys:
+        return {"changed": False, "user": user, "key": key}
+    if state == "absent" and wanted not in keys:
+        return {"changed": False, "user": user, "key": key}
+    new = ([*lines, key] if state == "present"
+           else [ln for ln in lines if " ".join(ln.split()[:2]) != wanted])
+    if not ctx.check and conn.stat(ssh_dir) is None:
+        conn.mkdir(ssh_dir, mode=0o700, uid=uid, gid=gid)
+    res = write_content(conn, path, ("\n".join(new) + "\n").encode() if new else b"",
+                         {"mode": "0600", "owner": uid, "group": gid}, ctx)
+    return {"changed": res["changed"], "user": user, "key": key, "diff": res.get("diff")}
+
+
+def _passwd(conn: Connection) -> dict[str, list[str]]:
+    return _entries(conn, "/etc/passwd")
+
+
+def _entries(conn: Connection, path: str) -> dict[str, list[str]]:
+    out = {}
+    for line in conn.read_file(path).decode(errors="replace").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and parts[0]:
+            out[parts[0]] = parts
+    return out
+
+
+def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
+    """Accounts through useradd/usermod/userdel, as Ansible's user module does on Linux."""
+    name = str(args["name"])
+    state = args.get("state", "present")
+    users = _passwd(conn)
+    groups = _entries(conn, "/etc/group")
+    entry = users.get(name)
+    result: dict[str, Any] = {"changed": False, "name": name, "state": state}
+    if state == "absent":
+        if entry is not None:
+            result["changed"] = True
+            if not ctx.check:
+                run_checked(conn, ["userdel", *(["-r"] if args.get("remove") else []), name])
+        return result
+    if state != "present":
+        raise TaskError(f"user: unknown state {state!r}")
+    opts: list[str] = []
+    group = args.get("group")
+    if group is not None:
+        gid = str(group) if str(group).isdigit() else (groups.get(str(group)) or [""] * 3)[2]
+        if not gid:
+            raise TaskError(f"user: no group {group!r} in the guest's /etc/group")
+        if entry is None or entry[3] != gid:
+            opts += ["-g", str(group)]
+    if args.get("uid") is not None and (entry is None or entry[2] != str(args["uid"])):
+        opts += ["-u", str(args["uid"])]
+    for key, flag, field_no in (("comment", "-c", 4), ("home", "-d", 5), ("shell", "-s", 6)):
+        if args.get(key) is not None and (entry is None or entry[field_no] != str(args[key])):
+            opts += [flag, str(args[key])]
+    if args.get("password") is not None:
+        shadow = _entries(conn, "/etc/shadow") if entry is not None else {}
+        if entry is None or (shadow.get(name) or ["", ""])[1] != str(args["password"]):
+            opts += ["-p", str(args["password"])]
+    wanted = _as_names(args.get("groups"))
+    if args.get("groups") is not None:
+        missing = [g for g in wanted if g not in groups]
+        if missing:
+            raise TaskError(f"user: no group {', '.join(missing)} in the guest's /etc/group")
+        have = {g for g, parts in groups.items() if name in parts[3].split(",")}
+        if args.get("append"):
+            if not set(wanted) <= have:
+                opts += ["-a", "-G", ",".join(wanted)]
+        elif set(wanted) != have:
+            opts += ["-G", ",".join(wanted)]
+    if entry is None:
+        result["changed"] = True
+        create_home = args.get("create_home", True)
+        argv = ["useradd", *(["-r"] if args.get("system") else []),
+                "-m" if create_home else "-M", *[o for o in opts if o != "-a"], name]
+    elif opts:
+        result["changed"] = True
+        argv = ["usermod", *opts, name]
+    else:
+        argv = []
+    if argv and not ctx.check:
+        run_checked(conn, argv)
+        entry = _passwd(conn)[name]
+    if entry is not None:
+        result.update(uid=int(entry[2]), group=int(entry[3]), home=entry[5],
+                      shell=entry[6] if len(entry) > 6 else "")
+    return result
+
+
+def _group(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
+    name = str(args["name"])
+    state = args.get("state", "present")
+    entry = _entries(conn, "/etc/group").get(name)
+    result: dict[str, Any] = {"changed": False, "name": name, "state": state}
+    argv: list[str] = []
+    if state == "absent":
+        argv = ["groupdel", name] if entry is not None else []
+    elif state == "present":
+        gid = args.get("gid")
+        if entry is None:
+            argv = ["groupadd", *(["-r"] if args.get("system") else []),
+                    *(["-g", str(gid)] if gid is not None else []), name]
+        elif gid is not None and entry[2] != str(gid):
+            argv = ["groupmod", "-g", str(gid), name]
+    else:
+        raise TaskError(f"group: unknown state {state!r}")
+    if argv:
+        result["changed"] = True
+        if not ctx.check:
+            run_checked(conn, argv)
+    entry = _entries(conn, "/etc/group").get(name)
+    if entry is not None:
+        result["gid"] = int(entry[2])
+    return result
+
+
+def _as_names(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [g.strip() for g in value.split(",") if g.strip()]
+    return [str(g) for g in value]
+
+
+MODULES: dict[str, Module] = {
+    "authorized_key": Module(frozenset({"user", "key", "state"}), _authorized_key),
+    "user": Module(frozenset({"name", "uid", "group", "groups", "append", "home", "shell",
+                              "comment", "create_home", "system", "state", "password",
+                              "remove"}), _user),
+    "group": Module(frozenset({"name", "gid", "state", "system"}), _group),
+}
