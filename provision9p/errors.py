@@ -68,8 +68,15 @@ class ConnectError(Provision9pError):
     """The SSH connection to a guest failed or its host key does not match."""
 
 
+class RoleError(Provision9pError):
+    """A role cannot be loaded: missing, bad YAML, unknown module or parameter, template
+    syntax. Found before anything runs."""
+
+    exit_code = 2
+
+
 class TaskError(Provision9pError):
-    """A role or task is invalid, or a task failed while running."""
+    """A task failed while running."""
 
 
 class CommandError(Provision9pError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from provision9p import ui
 from provision9p.boot import supervisor
+from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
 from provision9p.errors import VerifyError
 from provision9p.host.mirror import host_mirror
@@ -19,6 +20,7 @@ from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.qemu_user import qemu_user
 from provision9p.rootfs.build import build_guest, fingerprint, is_current
 from provision9p.state import GuestState, lab_lock, write_json
+from provision9p.tasks.phases import has_roles, ssh_phase, tree_hook
 from provision9p.verify.preflight import share_warnings
 from provision9p.verify.runner import verify_guest
 
@@ -28,6 +30,7 @@ class GuestOutcome:
     name: str
     built: bool = False
     booted: bool = False
+    roles_changed: int = 0
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -41,6 +44,7 @@ def up(lab: LabSpec, *, rebuild: bool = False, verify: bool = True,
     outcomes = []
     with lab_lock(lab, "up"):
         for guest in guests:
+            has_roles(lab, guest)  # a broken role stops `up` before anything is built
             for w in share_warnings(guest):
                 ui.warn(w)
         for guest in guests:
@@ -57,8 +61,10 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
         fp = fingerprint(lab, guest, guest.rootfs.mirror or host_mirror(),
                          qemu_user(guest.root, create=False), {"hooks": ""})
         if is_current(lab, guest, fp):
+            # Roles are not build inputs: they are applied again, over SSH.
             conn = connect(lab, guest)
             try:
+                _roles_over_ssh(lab, guest, conn, out)
                 res = conn.run("cat /proc/self/mounts")
             finally:
                 conn.close()
@@ -66,7 +72,7 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
                        if f" {s.mount} 9p " not in res.stdout]
             if missing:
                 out.checks_failed.append(f"not mounted: {', '.join(missing)}")
-            else:
+            elif not out.roles_changed:
                 out.notes.append("running and unchanged; nothing to do")
             return out
         ui.info(f"==> {guest.name}: its build inputs changed; stopping it to rebuild")
@@ -75,7 +81,7 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
     if running and rebuild:
         ui.info(f"==> {guest.name}: stopping it to rebuild")
         supervisor.stop(lab, guest)
-    result = build_guest(lab, guest, force=rebuild)
+    result = build_guest(lab, guest, force=rebuild, tree_hook=tree_hook(lab, guest))
     out.built = result.changed
     if result.changed:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items())
@@ -89,11 +95,28 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
     })
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
+    if has_roles(lab, guest):
+        conn = connect(lab, guest)
+        try:
+            _roles_over_ssh(lab, guest, conn, out)
+        finally:
+            conn.close()
     if verify:
         plugin = verify_guest(lab, guest)
         out.checks_passed = plugin.passed
         out.checks_failed = plugin.failed
     return out
+
+
+def _roles_over_ssh(lab: LabSpec, guest: GuestSpec, conn: Connection,
+                    out: GuestOutcome) -> None:
+    if not has_roles(lab, guest):
+        return
+    with ui.step(f"{guest.name}: roles over SSH"):
+        recap = ssh_phase(lab, guest, conn)
+    out.roles_changed = recap.changed
+    if recap.changed:
+        out.notes.append(f"roles over SSH: {recap.changed} task(s) changed")
 
 
 def _report(outcomes: list[GuestOutcome], seconds: float) -> int:
@@ -108,7 +131,7 @@ def _report(outcomes: list[GuestOutcome], seconds: float) -> int:
             print(f"  {note}")
         for f in o.checks_failed:
             print(f"  failed: {f}")
-    changed = any(o.built or o.booted for o in outcomes)
+    changed = any(o.built or o.booted or o.roles_changed for o in outcomes)
     print(f"{'changed' if changed else 'no change'}; {len(outcomes)} guest(s) in {seconds:.1f} s")
     if failed:
         raise VerifyError("some checks failed (see above)",

@@ -14,8 +14,14 @@ from pathlib import Path
 
 from provision9p.connect.base import RunResult
 from provision9p.errors import TaskError
+from provision9p.rootfs.chroot_path import resolve_in
 from provision9p.rootfs.metadata.base import GuestStat, MetadataStore
 from provision9p.rootfs.metadata.stores import PlainStore
+
+# While commands run in the chroot: no service starts (Debian's policy-rc.d protocol),
+# and names resolve as on the host (the tree's resolv.conf points at QEMU's DNS).
+_POLICY = "usr/sbin/policy-rc.d"
+_RESOLV = "etc/resolv.conf"
 
 
 class TreeConnection:
@@ -25,6 +31,30 @@ class TreeConnection:
         self.tree = tree
         self.store = store
         self.guest = guest
+        self._restore: list[tuple[Path, bytes | None]] | None = None
+
+    def __enter__(self) -> TreeConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _chroot_ready(self) -> None:
+        if self._restore is not None:
+            return
+        self._restore = []
+        host_resolv = Path("/etc/resolv.conf")
+        for rel, text in ((_POLICY, b"#!/bin/sh\n# provision9p: no services in the tree\n"
+                                    b"exit 101\n"),
+                          (_RESOLV, host_resolv.read_bytes() if host_resolv.is_file() else None)):
+            if text is None:
+                continue
+            path = resolve_in(self.tree, "/" + rel)
+            if path.is_symlink() or not path.parent.is_dir():
+                continue
+            self._restore.append((path, path.read_bytes() if path.exists() else None))
+            path.write_bytes(text)
+            path.chmod(0o755 if rel == _POLICY else 0o644)
 
     @staticmethod
     def _rel(path: str) -> str:
@@ -40,6 +70,7 @@ class TreeConnection:
                 "applied",
                 hint="run them while the guest is up (`provision9p apply`), or mark the task "
                      "`phase: ssh`")
+        self._chroot_ready()
         script = command if isinstance(command, str) else shlex.join(command)
         if cwd:
             script = f"cd {shlex.quote(cwd)} && {script}"
@@ -88,4 +119,10 @@ class TreeConnection:
         return self.store.listdir(self._rel(path))
 
     def close(self) -> None:
-        pass
+        """Put back what the chroot session replaced."""
+        for path, old in reversed(self._restore or []):
+            if old is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(old)
+        self._restore = None

@@ -39,7 +39,7 @@ from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 from provision9p.state import GuestState, write_json
 
 # Bump when what the build writes into a tree changes, so old trees are rebuilt.
-BUILD_FORMAT = 2
+BUILD_FORMAT = 3
 
 # Runs on the plain tree before conversion (the roles engine's tree phase plugs in here).
 TreeHook = Callable[[Path], None]

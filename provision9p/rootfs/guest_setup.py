@@ -52,13 +52,10 @@ class SetupInputs:
 
 
 def fstab(guest: GuestSpec) -> str:
-    lines = ["# provision9p: the root is the 9P share; extra shares mount at boot (nofail)"]
+    """The root's entry; the extra shares' entries are the ninep_shares role's."""
     root = guest.root
-    lines.append(f"{root.mount_tag} / 9p {root.options.as_string()} 0 0")
-    for share in guest.shares:
-        opts = share.options.as_string(readonly=share.readonly) + ",nofail"
-        lines.append(f"{share.mount_tag} {share.mount} 9p {opts} 0 0")
-    return "\n".join(lines) + "\n"
+    return ("# provision9p: the root is the 9P share\n"
+            f"{root.mount_tag} / 9p {root.options.as_string()} 0 0\n")
 
 
 def setup_tree(tree: Path, inputs: SetupInputs) -> None:
@@ -69,8 +66,6 @@ def setup_tree(tree: Path, inputs: SetupInputs) -> None:
                   "::1\t\tlocalhost ip6-localhost ip6-loopback\n")
     cp.write_file(tree, "/etc/machine-id", secrets.token_hex(16) + "\n", 0o444)
     cp.write_file(tree, "/etc/fstab", fstab(guest))
-    for share in guest.shares:
-        cp.resolve_in(tree, share.mount).mkdir(parents=True, exist_ok=True)
     cp.write_file(tree, "/etc/resolv.conf", f"nameserver {SLIRP_DNS}\n")
     # QEMU user networking's addresses are fixed; the same static config the initramfs
     # applied, so networkd changes nothing and nobody waits for DHCP.

@@ -1,7 +1,7 @@
 """Loading Ansible-layout roles: tasks, handlers, defaults, vars, meta dependencies.
 
 Everything is parsed and checked before anything runs: an unknown module or
-parameter, a bad keyword or a Jinja2 syntax error is a TaskError naming the role, the
+parameter, a bad keyword or a Jinja2 syntax error is a RoleError naming the role, the
 file, the line and the task.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from provision9p.errors import TaskError
-from provision9p.tasks.filters import FILTERS
+from provision9p.errors import RoleError
+from provision9p.tasks.filters import FILTERS, TESTS
 from provision9p.tasks.modules import ALIASES, MODULES
 
 TASK_KEYWORDS = {
@@ -78,14 +78,14 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=_LineLoader)
     except yaml.YAMLError as exc:
-        raise TaskError(f"{path}: not valid YAML: {exc}") from None
+        raise RoleError(f"{path}: not valid YAML: {exc}") from None
 
 
 def find_role(name: str, search: list[Path]) -> Path:
     for base in search:
         if (base / name / "tasks").is_dir() or (base / name / "meta").is_dir():
             return base / name
-    raise TaskError(f"no role named {name!r}",
+    raise RoleError(f"no role named {name!r}",
                     hint="looked in " + ", ".join(str(p) for p in search))
 
 
@@ -110,7 +110,7 @@ def _vars_file(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise TaskError(f"{path}: expected a mapping of variables")
+        raise RoleError(f"{path}: expected a mapping of variables")
     return data
 
 
@@ -119,12 +119,13 @@ def load_tasks(role: Role, path: Path) -> list[Task]:
         return []
     data = _read_yaml(path) or []
     if not isinstance(data, list):
-        raise TaskError(f"{path}: expected a list of tasks")
+        raise RoleError(f"{path}: expected a list of tasks")
     return [_task(role, path, raw) for raw in data]
 
 
 _env = jinja2.Environment()
 _env.filters.update(FILTERS)
+_env.tests.update(TESTS)
 
 
 def _check_templates(value: Any, where: str) -> None:
@@ -132,7 +133,7 @@ def _check_templates(value: Any, where: str) -> None:
         try:
             _env.parse(value)
         except jinja2.TemplateSyntaxError as exc:
-            raise TaskError(f"{where}: template error in {value!r}: {exc.message}") from None
+            raise RoleError(f"{where}: template error in {value!r}: {exc.message}") from None
     elif isinstance(value, dict):
         for v in value.values():
             _check_templates(v, where)
@@ -146,7 +147,7 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
     line = raw.get("__line__", "?") if isinstance(raw, dict) else "?"
     where = f"role {role.name}, {rel}:{line}"
     if not isinstance(raw, dict):
-        raise TaskError(f"{where}: a task must be a mapping")
+        raise RoleError(f"{where}: a task must be a mapping")
     raw = strip_lines(raw)
     name = str(raw.get("name", ""))
     if name:
@@ -154,13 +155,13 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
     modules = [k for k in raw if k not in TASK_KEYWORDS]
     if len(modules) != 1:
         what = ", ".join(modules) or "none"
-        raise TaskError(f"{where}: a task needs exactly one module, found {what}",
+        raise RoleError(f"{where}: a task needs exactly one module, found {what}",
                         hint="supported modules: " + ", ".join(sorted(MODULES)))
     module = modules[0].removeprefix("ansible.builtin.")
     module = ALIASES.get(module, module)
     args = raw[modules[0]]
     if module not in MODULES and module != "include_tasks":
-        raise TaskError(f"{where}: unknown module {modules[0]!r}",
+        raise RoleError(f"{where}: unknown module {modules[0]!r}",
                         hint="supported modules: " + ", ".join(sorted(MODULES)))
     if isinstance(args, str):
         args = {"_raw_params": args} if module in ("command", "shell") else (
@@ -168,12 +169,12 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
     if args is None:
         args = {}
     if not isinstance(args, dict):
-        raise TaskError(f"{where}: {module} takes a mapping of parameters")
+        raise RoleError(f"{where}: {module} takes a mapping of parameters")
     if module != "include_tasks":
         spec = MODULES[module].params
         unknown = sorted(set(args) - set(spec))
         if unknown:
-            raise TaskError(f"{where}: {module} has no parameter {', '.join(unknown)}",
+            raise RoleError(f"{where}: {module} has no parameter {', '.join(unknown)}",
                             hint=f"{module} takes: {', '.join(sorted(spec))}")
     keywords = {k: v for k, v in raw.items() if k in TASK_KEYWORDS}
     _check_templates(args, where)
@@ -185,7 +186,7 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
     if module == "include_tasks":
         target = role.path / "tasks" / str(args.get("file", ""))
         if not target.is_file():
-            raise TaskError(f"{where}: include_tasks: no file {target}")
+            raise RoleError(f"{where}: include_tasks: no file {target}")
         task.subtasks = load_tasks(role, target)
     return task
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from provision9p.connect.tree import TreeConnection
-from provision9p.errors import TaskError
+from provision9p.errors import RoleError, TaskError
 from provision9p.lab import validate_text
 from provision9p.lab.model import LabSpec
 from provision9p.rootfs.metadata import open_store
@@ -153,7 +153,7 @@ def test_unknown_parameter_is_refused_before_anything_runs(tmp_path: Path) -> No
     tasks = tmp_path / "roles/demo/tasks/main.yml"
     tasks.write_text(ROLE_TASKS + "- name: typo\n  copy:\n    dest: /x\n    contnet: y\n")
     conn = _tree(tmp_path, "passthrough")
-    with pytest.raises(TaskError, match=r"role demo, tasks/main.yml:38, task 'typo'.*contnet"):
+    with pytest.raises(RoleError, match=r"role demo, tasks/main.yml:38, task 'typo'.*contnet"):
         _play(conn, lab)
     assert conn.stat("/etc/motd") is None
 
@@ -171,3 +171,34 @@ def test_commands_are_refused_on_a_mapped_tree(tmp_path: Path) -> None:
     conn = _tree(tmp_path, "mapped-xattr")
     with pytest.raises(TaskError, match="security model is applied"):
         conn.run("true")
+
+
+def test_render_keeps_types_only_for_a_lone_expression() -> None:
+    from provision9p.tasks.engine import render
+
+    assert render("{{ xs }}", {"xs": [1, 2]}) == [1, 2]
+    assert render("{{ tz }}\n", {"tz": "Etc/UTC"}) == "Etc/UTC\n"
+    assert render(" {{ n }}", {"n": 3}) == " 3"
+    with pytest.raises(TaskError, match="undefined"):
+        render("{{ item.nope }}", {"item": "text"})
+
+
+def test_variables_that_are_templates_resolve_through_each_other() -> None:
+    from provision9p.tasks.engine import resolve_vars
+
+    out = resolve_vars({"a": "{{ b }}", "b": "{{ c | length }}", "c": [1, 2, 3],
+                        "broken": "{{ missing }}"})
+    assert out["a"] == 3 and out["b"] == 3
+    assert out["broken"] == "{{ missing }}"  # fails only where it is used
+
+
+def test_omit_subelements_and_result_tests() -> None:
+    from provision9p.tasks.engine import condition, render
+    from provision9p.tasks.filters import OMIT
+
+    users = [{"name": "ann", "keys": ["k1", "k2"]}, {"name": "bob"}]
+    assert render("{{ users | subelements('keys', skip_missing=True) }}",
+                  {"users": users}) == [(users[0], "k1"), (users[0], "k2")]
+    assert render("{{ u.uid | default(omit) }}", {"u": {}, "omit": OMIT}) == OMIT
+    assert condition("r is changed", {"r": {"changed": True}})
+    assert condition("r is not failed", {"r": {"changed": True}})
