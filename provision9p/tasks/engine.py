@@ -186,19 +186,20 @@ def load_play(guest: GuestSpec, lab: LabSpec) -> list[tuple[Role, dict[str, Any]
     seen: set[str] = set()
     play: list[tuple[Role, dict[str, Any]]] = []
 
-    def add(name: str, ref_vars: dict[str, Any]) -> None:
+    def add(name: str, ref_vars: dict[str, Any], tags: tuple[str, ...] = ()) -> None:
         if name in seen:
             return
         seen.add(name)
         role = load_role(name, search)
+        role.tags = frozenset(tags)
         for dep in role.dependencies:
-            add(dep, {})
+            add(dep, {}, tags)
         play.append((role, ref_vars))
 
     if guest.shares and SHARES_ROLE not in {r.name for r in guest.roles}:
         add(SHARES_ROLE, {})
     for ref in guest.roles:
-        add(ref.name, dict(ref.vars))
+        add(ref.name, dict(ref.vars), ref.tags)
     return play
 
 

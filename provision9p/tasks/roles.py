@@ -21,8 +21,12 @@ from provision9p.tasks.modules import ALIASES, MODULES
 TASK_KEYWORDS = {
     "name", "when", "loop", "with_items", "loop_control", "register", "notify", "tags",
     "ignore_errors", "changed_when", "failed_when", "vars", "become", "become_user",
-    "phase", "check_mode", "no_log", "listen",
+    "phase", "check_mode", "no_log", "listen", "args",
 }
+
+
+#: Where a task may run: on the tree before boot, over SSH after, or either.
+PHASES = ("any", "tree", "ssh")
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -59,7 +63,7 @@ class Task:
     @property
     def tags(self) -> set[str]:
         tags = self.keywords.get("tags", [])
-        return {tags} if isinstance(tags, str) else set(tags)
+        return ({tags} if isinstance(tags, str) else set(tags)) | self.role.tags
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Role:
     handlers: list[Task] = field(default_factory=list)
     dependencies: list[str] = field(default_factory=list)
     phase: str = "any"
+    tags: frozenset[str] = frozenset()  # the lab's `tags:` on the role reference
 
 
 def _read_yaml(path: Path) -> Any:
@@ -98,6 +103,9 @@ def load_role(name: str, search: list[Path]) -> Role:
     deps = [d if isinstance(d, str) else d.get("role", "") for d in meta.get("dependencies", [])]
     role = Role(name, path, defaults, variables, dependencies=deps,
                 phase=str(meta.get("phase", "any")))
+    if role.phase not in PHASES:
+        raise RoleError(f"role {name}, meta/main.yml: phase must be one of "
+                        f"{', '.join(PHASES)}, not {role.phase!r}")
     role.tasks = load_tasks(role, path / "tasks" / "main.yml")
     role.handlers = load_tasks(role, path / "handlers" / "main.yml")
     return role
@@ -170,6 +178,8 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
         args = {}
     if not isinstance(args, dict):
         raise RoleError(f"{where}: {module} takes a mapping of parameters")
+    if isinstance(raw.get("args"), dict):  # `command: make` + `args: {chdir: /src}`
+        args = {**raw["args"], **args}
     if module != "include_tasks":
         spec = MODULES[module].params
         unknown = sorted(set(args) - set(spec))
@@ -177,6 +187,9 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
             raise RoleError(f"{where}: {module} has no parameter {', '.join(unknown)}",
                             hint=f"{module} takes: {', '.join(sorted(spec))}")
     keywords = {k: v for k, v in raw.items() if k in TASK_KEYWORDS}
+    if keywords.get("phase", "any") not in PHASES:
+        raise RoleError(f"{where}: phase must be one of {', '.join(PHASES)}, "
+                        f"not {keywords['phase']!r}")
     _check_templates(args, where)
     for key in ("when", "changed_when", "failed_when"):
         for cond in _as_list(keywords.get(key)):

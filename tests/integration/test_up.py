@@ -48,6 +48,10 @@ guests:
     rootfs:
       packages: [acl]
     verify: [test_web.py]
+    roles: [users]
+    vars:
+      users_groups: [{name: lab, gid: 2000}]
+      users_accounts: [{name: ann, uid: 1000, group: lab}]
 """
 
 # The lab's own testinfra file, run in the same verify report as the share checks.
@@ -118,6 +122,20 @@ def test_system_files_as_debian_installed_them(lab: Path, up_result: object, p9:
     assert lines[1].split()[1] == "640"
     assert lines[2] == "root 1777 directory"  # sticky kept
     assert lines[3] == "root 777 symbolic link"
+
+
+def test_a_real_users_file_on_a_mapped_share(lab: Path, up_result: object, p9: Any) -> None:
+    """The users role made ann; her file is hers in the guest, and QEMU's user's on the
+    host with ann's ids in the xattrs (mapped-xattr)."""
+    res = p9("ssh", "--lab", str(lab), "web",
+             "su ann -c 'umask 027; echo hi > /mnt/data/ann.txt' && "
+             "stat -c '%U %G %a' /mnt/data/ann.txt")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.split() == ["ann", "lab", "640"]
+    host = lab.parent / "data" / "ann.txt"
+    assert os.getxattr(host, "user.virtfs.uid") == (1000).to_bytes(4, "little")
+    assert os.getxattr(host, "user.virtfs.gid") == (2000).to_bytes(4, "little")
+    assert os.stat(host).st_uid == qemu_user(Share(path=lab.parent, mount_tag="x")).uid
 
 
 def test_second_up_changes_nothing_quickly(lab: Path, up_result: object, p9: Any) -> None:
