@@ -1,4 +1,8 @@
-"""Real guests: a lab in a directory QEMU's unprivileged user can reach."""
+"""Real guests: a lab in a directory QEMU's unprivileged user can reach.
+
+Every test lab's rootfs asks for the same packages (acl, python3, python3-apt), so the
+suite debootstraps one base tree and every guest build after the first copies it.
+"""
 
 from __future__ import annotations
 

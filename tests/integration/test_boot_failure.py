@@ -22,6 +22,8 @@ guests:
     kernel:
       image: {image}
       modules: {modules}
+    rootfs:
+      packages: [acl, python3, python3-apt]  # the suite's one base tree
 """
 
 

@@ -35,7 +35,7 @@ defaults:
   memory: 768
   cpus: 1
   rootfs:
-    packages: [python3, python3-apt]   # what Ansible needs in a Debian guest
+    packages: [acl, python3, python3-apt]  # Ansible needs python3(-apt); one base tree
 guests:
   p9:
     roles: [compat]

@@ -46,7 +46,7 @@ guests:
         mount: /mnt/fidfile
         security_model: mapped-file
     rootfs:
-      packages: [acl]
+      packages: [acl, python3, python3-apt]  # the suite's one base tree (see conftest)
     verify: [test_web.py]
     roles: [users]
     vars:

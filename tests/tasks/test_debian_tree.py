@@ -24,12 +24,16 @@ from provision9p.tasks.modules import MODULES, ModuleContext
 
 pytestmark = [pytest.mark.network]
 
+# Every test lab asks for these packages, so the whole suite debootstraps one base tree
+# (acl for getfacl in the fidelity checks, python3 and python3-apt for ansible-playbook).
+SUITE_PACKAGES = ("acl", "python3", "python3-apt")
+
 
 @pytest.fixture(scope="module")
 def base() -> Path:
     if os.geteuid() != 0:
         pytest.fail("these tests need root (debootstrap, chroot), as CI has")
-    return base_tree(RootfsSpec(), "amd64", host_mirror()).path
+    return base_tree(RootfsSpec(packages=SUITE_PACKAGES), "amd64", host_mirror()).path
 
 
 @pytest.fixture

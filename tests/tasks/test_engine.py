@@ -202,3 +202,42 @@ def test_omit_subelements_and_result_tests() -> None:
     assert render("{{ u.uid | default(omit) }}", {"u": {}, "omit": OMIT}) == OMIT
     assert condition("r is changed", {"r": {"changed": True}})
     assert condition("r is not failed", {"r": {"changed": True}})
+
+
+def test_tags_on_the_role_reference_tag_every_task(tmp_path: Path) -> None:
+    _lab(tmp_path)  # writes the role
+    text = tmp_path / "lab.yml"
+    text.write_text(textwrap.dedent("""\
+        name: t
+        roles_path: [roles]
+        guests:
+          g:
+            roles: [{role: demo, tags: [web]}]
+            vars:
+              settings: {a: '1', b: '2'}
+        """))
+    lab = validate_text(text.read_text(), str(text), tmp_path)
+    conn = _tree(tmp_path, "passthrough")
+    recap, _ = _play(conn, lab, tags={"other"})
+    assert conn.stat("/etc/motd") is None and recap.changed == 0  # type: ignore[attr-defined]
+    _play(conn, lab, tags={"web"})
+    assert conn.stat("/etc/motd") is not None
+
+
+def test_a_phase_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    lab = _lab(tmp_path)
+    (tmp_path / "roles/demo/tasks/main.yml").write_text(
+        "- name: later\n  command: 'true'\n  phase: booted\n")
+    conn = _tree(tmp_path, "passthrough")
+    with pytest.raises(RoleError, match=r"tasks/main.yml:1, task 'later': phase must be one of"):
+        _play(conn, lab)
+
+
+def test_ssh_phase_tasks_wait_for_the_booted_guest(tmp_path: Path) -> None:
+    lab = _lab(tmp_path)
+    (tmp_path / "roles/demo/tasks/main.yml").write_text(
+        "- name: only booted\n  copy: {content: x, dest: /srv/booted}\n  phase: ssh\n")
+    conn = _tree(tmp_path, "passthrough")
+    recap, out = _play(conn, lab)
+    assert recap.skipped == 1 and "runs in the ssh phase" not in out  # type: ignore[attr-defined]
+    assert conn.stat("/srv/booted") is None
