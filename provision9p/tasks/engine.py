@@ -1,4 +1,4 @@
-"""Running roles on one guest: templating, when/loop/register/notify, handlers, recap.
+"""Running roles on one guest: when/loop/register/notify, handlers, tags, the recap.
 
 Variable precedence, low to high, as in Ansible for the levels that exist here: role
 defaults < lab vars (lab defaults, then the guest's) < the role reference's vars <
@@ -7,169 +7,21 @@ role vars < registered results.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
-
-import jinja2
-from jinja2.nativetypes import NativeEnvironment
+from typing import Any
 
 from provision9p import paths
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
 from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
-from provision9p.tasks.filters import FILTERS, OMIT, TESTS
+from provision9p.tasks.filters import OMIT
 from provision9p.tasks.modules import MODULES, ModuleContext
+from provision9p.tasks.report import BriefReporter, Recap, Reporter
 from provision9p.tasks.roles import Role, Task, load_role
+from provision9p.tasks.templating import condition, render, resolve_vars, template_renderer
 
-_native = NativeEnvironment(undefined=jinja2.StrictUndefined)
-_text = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-# The template module's Jinja2 settings in Ansible: a block tag eats its newline.
-_files = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                            trim_blocks=True)
-for _env in (_native, _text, _files):
-    _env.filters.update(FILTERS)
-    _env.tests.update(TESTS)
-
-
-@dataclass
-class Recap:
-    ok: int = 0
-    changed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    ignored: int = 0
-    results: list[tuple[str, str]] = field(default_factory=list)  # (task, status)
-
-
-class Reporter:
-    """Ansible-like lines: TASK [role : name], ok/changed/skipping/failed, PLAY RECAP."""
-
-    def __init__(self, out: TextIO | None = None, diff: bool = False) -> None:
-        self.out = out or sys.stdout
-        self.diff = diff
-
-    def task(self, task: Task) -> None:
-        print(f"\nTASK [{task.role.name} : {task.name}]", file=self.out)
-
-    def result(self, guest: str, status: str, result: dict[str, Any], item: Any = None
-               ) -> None:
-        label = f" => (item={item})" if item is not None else ""
-        msg = f" => {result['msg']}" if status == "failed" and result.get("msg") else ""
-        print(f"{status}: [{guest}]{label}{msg}", file=self.out)
-        self._diff(status, result)
-
-    def _diff(self, status: str, result: dict[str, Any]) -> None:
-        d = result.get("diff")
-        if self.diff and d and status == "changed":
-            lines = difflib.unified_diff(d["before"].splitlines(True), d["after"].splitlines(True),
-                                         f"before: {d['before_header']}",
-                                         f"after: {d['after_header']}")
-            self.out.write("".join(lines))
-
-    def recap(self, guest: str, recap: Recap) -> None:
-        print(f"\nPLAY RECAP {'*' * 60}\n{guest:<26}: ok={recap.ok} changed={recap.changed} "
-              f"unreachable=0 failed={recap.failed} skipped={recap.skipped} "
-              f"ignored={recap.ignored}", file=self.out)
-
-
-class BriefReporter(Reporter):
-    """For `up`: only what changed or failed, then one recap line."""
-
-    def __init__(self, label: str, out: TextIO | None = None) -> None:
-        super().__init__(out)
-        self.label = label
-        self._task = ""
-
-    def task(self, task: Task) -> None:
-        self._task = f"{task.role.name} : {task.name}"
-
-    def result(self, guest: str, status: str, result: dict[str, Any], item: Any = None
-               ) -> None:
-        if status in ("changed", "failed"):
-            label = f" (item={item})" if item is not None else ""
-            msg = f": {result['msg']}" if status == "failed" and result.get("msg") else ""
-            print(f"    {status}: {self._task}{label}{msg}", file=self.out)
-
-    def recap(self, guest: str, recap: Recap) -> None:
-        print(f"    {self.label}: ok={recap.ok} changed={recap.changed} "
-              f"skipped={recap.skipped} failed={recap.failed}", file=self.out)
-
-
-@functools.lru_cache(maxsize=4096)
-def _compiled(native: bool, source: str) -> jinja2.Template:
-    return (_native if native else _text).from_string(source)
-
-
-def templated(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(templated(v) for v in value.values())
-    if isinstance(value, list):
-        return any(templated(v) for v in value)
-    return False
-
-
-def render(value: Any, variables: dict[str, Any]) -> Any:
-    """Templating as Ansible does it: '{{ x }}' alone keeps x's type; other text is text."""
-    try:
-        if isinstance(value, str):
-            if "{{" not in value and "{%" not in value:
-                return value
-            if value.startswith("{{") and value.endswith("}}") and value.count("{{") == 1:
-                result = _compiled(True, value).render(variables)
-                if isinstance(result, jinja2.Undefined):
-                    result._fail_with_undefined_error()
-                return result
-            return _compiled(False, value).render(variables)
-        if isinstance(value, dict):
-            return {k: render(v, variables) for k, v in value.items()}
-        if isinstance(value, list):
-            return [render(v, variables) for v in value]
-    except jinja2.UndefinedError as exc:
-        raise TaskError(f"undefined variable: {exc.message}") from None
-    except jinja2.TemplateError as exc:
-        raise TaskError(f"template error in {value!r}: {exc}") from None
-    return value
-
-
-def resolve_vars(merged: dict[str, Any]) -> dict[str, Any]:
-    """Variables whose values are templates, rendered against the others (as Ansible's
-    lazy templating does: a role default of "{{ provision9p_shares }}" is a list).
-
-    A value that cannot be rendered stays as written; it fails where it is used.
-    """
-    out = dict(merged)
-    pending = [k for k, v in out.items() if templated(v)]
-    for _ in range(8):
-        still = []
-        for key in pending:
-            try:
-                out[key] = render(out[key], out)
-            except TaskError:
-                still.append(key)
-                continue
-            if templated(out[key]):
-                still.append(key)
-        if not still or still == pending:
-            break
-        pending = still
-    return out
-
-
-def condition(expr: Any, variables: dict[str, Any]) -> bool:
-    if isinstance(expr, bool):
-        return expr
-    try:
-        return bool(_native.compile_expression(str(expr))(**variables))
-    except jinja2.UndefinedError as exc:
-        raise TaskError(f"undefined variable in {expr!r}: {exc.message}") from None
+__all__ = ["BriefReporter", "Recap", "Reporter", "load_play", "run_play"]
 
 
 def role_search(lab: LabSpec) -> list[Path]:
@@ -312,7 +164,7 @@ def _run_task(task: Task, conn: Connection, variables: Any, registered: dict[str
             continue
         args = {k: v for k, v in render(task.args, tvars).items() if v != OMIT}
         ctx = ModuleContext(check=check, role_path=task.role.path,
-                            render=_template_renderer(tvars))
+                            render=template_renderer(tvars))
         try:
             res = MODULES[task.module].run(conn, args, ctx)
         except TaskError as exc:
@@ -362,15 +214,6 @@ def _label(loop_control: dict[str, Any], tvars: dict[str, Any], item: Any, loop:
     if "label" in loop_control:
         return render(loop_control["label"], tvars)
     return item
-
-
-def _template_renderer(variables: dict[str, Any]) -> Callable[[str], str]:
-    def render_text(text: str) -> str:
-        try:
-            return _files.from_string(text).render(variables)
-        except jinja2.TemplateError as exc:
-            raise TaskError(f"template: {exc}") from None
-    return render_text
 
 
 def _as_reg(kw: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:

@@ -174,7 +174,7 @@ def test_commands_are_refused_on_a_mapped_tree(tmp_path: Path) -> None:
 
 
 def test_render_keeps_types_only_for_a_lone_expression() -> None:
-    from provision9p.tasks.engine import render
+    from provision9p.tasks.templating import render
 
     assert render("{{ xs }}", {"xs": [1, 2]}) == [1, 2]
     assert render("{{ tz }}\n", {"tz": "Etc/UTC"}) == "Etc/UTC\n"
@@ -184,7 +184,7 @@ def test_render_keeps_types_only_for_a_lone_expression() -> None:
 
 
 def test_variables_that_are_templates_resolve_through_each_other() -> None:
-    from provision9p.tasks.engine import resolve_vars
+    from provision9p.tasks.templating import resolve_vars
 
     out = resolve_vars({"a": "{{ b }}", "b": "{{ c | length }}", "c": [1, 2, 3],
                         "broken": "{{ missing }}"})
@@ -193,7 +193,7 @@ def test_variables_that_are_templates_resolve_through_each_other() -> None:
 
 
 def test_omit_subelements_and_result_tests() -> None:
-    from provision9p.tasks.engine import condition, render
+    from provision9p.tasks.templating import condition, render
     from provision9p.tasks.filters import OMIT
 
     users = [{"name": "ann", "keys": ["k1", "k2"]}, {"name": "bob"}]
