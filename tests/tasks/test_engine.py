@@ -193,8 +193,8 @@ def test_variables_that_are_templates_resolve_through_each_other() -> None:
 
 
 def test_omit_subelements_and_result_tests() -> None:
-    from provision9p.tasks.templating import condition, render
     from provision9p.tasks.filters import OMIT
+    from provision9p.tasks.templating import condition, render
 
     users = [{"name": "ann", "keys": ["k1", "k2"]}, {"name": "bob"}]
     assert render("{{ users | subelements('keys', skip_missing=True) }}",
