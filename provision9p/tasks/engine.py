@@ -17,6 +17,7 @@ from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.tasks.filters import OMIT
 from provision9p.tasks.modules import MODULES, ModuleContext
+from provision9p.tasks.modules.base import coerce_args
 from provision9p.tasks.report import BriefReporter, Recap, Reporter
 from provision9p.tasks.roles import Role, Task, load_role
 from provision9p.tasks.templating import condition, render, resolve_vars, template_renderer
@@ -166,9 +167,10 @@ def _run_task(task: Task, conn: Connection, variables: Any, registered: dict[str
         ctx = ModuleContext(check=check, role_path=task.role.path,
                             render=template_renderer(tvars))
         try:
-            res = MODULES[task.module].run(conn, args, ctx)
+            res = MODULES[task.module].run(conn, coerce_args(task.module, args), ctx)
         except TaskError as exc:
-            res = {"changed": False, "failed": True, "msg": exc.message}
+            hint = f" ({exc.hint})" if exc.hint else ""
+            res = {"changed": False, "failed": True, "msg": exc.message + hint}
         except OSError as exc:
             res = {"changed": False, "failed": True, "msg": str(exc)}
         if "changed_when" in kw:

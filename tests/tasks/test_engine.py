@@ -241,3 +241,32 @@ def test_ssh_phase_tasks_wait_for_the_booted_guest(tmp_path: Path) -> None:
     recap, out = _play(conn, lab)
     assert recap.skipped == 1 and "runs in the ssh phase" not in out  # type: ignore[attr-defined]
     assert conn.stat("/srv/booted") is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ("path: /x\n    line: y\n    create: maybe", "create must be a boolean"),
+    ("path: /x\n    state: gone", "state must be one of file, directory"),
+    ("path: /x\n    mode: rwxr-xr-x", "not an octal mode"),
+])
+def test_bad_values_are_refused_at_load_with_where(tmp_path: Path, args: str,
+                                                   message: str) -> None:
+    lab = _lab(tmp_path)
+    module = "lineinfile" if "line:" in args else "file"
+    (tmp_path / "roles/demo/tasks/main.yml").write_text(
+        f"- name: ok\n  debug: {{msg: hi}}\n- name: bad\n  {module}:\n    {args}\n")
+    conn = _tree(tmp_path, "passthrough")
+    with pytest.raises(RoleError, match=rf"tasks/main.yml:3, task 'bad': .*{message}"):
+        _play(conn, lab)
+
+
+def test_booleans_as_ansible_spells_them(tmp_path: Path) -> None:
+    lab = _lab(tmp_path)
+    (tmp_path / "roles/demo/tasks/main.yml").write_text(
+        "- name: no create\n  lineinfile: {path: /srv/none, line: x, create: 'no'}\n"
+        "  ignore_errors: true\n"
+        "- name: create from a template\n"
+        "  lineinfile: {path: /srv/made, line: x, create: '{{ \"yes\" }}'}\n")
+    conn = _tree(tmp_path, "passthrough")
+    recap, out = _play(conn, lab)
+    assert recap.ignored == 1 and "set create: true" in out  # type: ignore[attr-defined]
+    assert conn.stat("/srv/none") is None and conn.read_file("/srv/made") == b"x\n"

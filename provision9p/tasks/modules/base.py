@@ -134,3 +134,47 @@ def run_checked(conn: Connection, argv: list[str], env: dict[str, str] | None = 
 def fstab_escape(text: str) -> str:
     """fstab and /proc/self/mounts write blanks in names as octal escapes."""
     return text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+
+
+# Parameter types, by name: Ansible uses each name with one meaning across modules.
+_BOOLS = {"create", "append", "create_home", "system", "remove", "update_cache",
+          "install_recommends", "purge", "reload", "sysctl_set", "ignoreerrors", "boot",
+          "enabled", "masked", "daemon_reload", "get_checksum"}
+_INTS = {"uid", "gid", "cache_valid_time", "dump", "passno"}
+_TRUE = {"yes", "true", "on", "1", "y"}
+_FALSE = {"no", "false", "off", "0", "n"}
+#: The states each module knows (Ansible's choices).
+STATES: dict[str, tuple[str, ...]] = {
+    "file": ("file", "directory", "link", "touch", "absent"),
+    "lineinfile": ("present", "absent"), "blockinfile": ("present", "absent"),
+    "apt": ("present", "absent", "latest", "installed", "removed"),
+    "service": ("started", "stopped", "restarted", "reloaded"),
+    "systemd": ("started", "stopped", "restarted", "reloaded"),
+    "systemd_service": ("started", "stopped", "restarted", "reloaded"),
+    "user": ("present", "absent"), "group": ("present", "absent"),
+    "authorized_key": ("present", "absent"), "sysctl": ("present", "absent"),
+    "mount": ("mounted", "unmounted", "present", "absent", "remounted"),
+}
+
+
+def coerce_args(module: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Booleans as Ansible spells them ('yes', 'false', ...) to bool, ids to int; a value
+    of the wrong kind or an unknown state is a TaskError naming the parameter."""
+    out = dict(args)
+    for key, value in args.items():
+        if key in _BOOLS and not isinstance(value, bool):
+            word = str(value).strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise TaskError(f"{module}: {key} must be a boolean (true/false), "
+                                f"not {value!r}")
+            out[key] = word in _TRUE
+        elif key in _INTS and not isinstance(value, int):
+            if not str(value).strip().isdigit():
+                raise TaskError(f"{module}: {key} must be a number, not {value!r}")
+            out[key] = int(str(value).strip())
+        elif key == "mode" and value is not None:
+            parse_mode(value)
+        elif key == "state" and module in STATES and value not in STATES[module]:
+            raise TaskError(f"{module}: state must be one of {', '.join(STATES[module])}, "
+                            f"not {value!r}")
+    return out

@@ -12,10 +12,10 @@ from typing import Any
 
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
-from provision9p.tasks.modules.base import Module, ModuleContext, run_checked
+from provision9p.tasks.modules.base import STATES, Module, ModuleContext, run_checked
 
 _ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
-_STATES = ("present", "absent", "latest", "installed", "removed")
+_STATES = STATES["apt"]
 
 
 def installed(conn: Connection, names: list[str]) -> set[str]:

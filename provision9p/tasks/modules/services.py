@@ -12,9 +12,9 @@ from typing import Any
 
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
-from provision9p.tasks.modules.base import Module, ModuleContext, run_checked
+from provision9p.tasks.modules.base import STATES, Module, ModuleContext, run_checked
 
-_STATES = ("started", "stopped", "restarted", "reloaded")
+_STATES = STATES["service"]
 _ENABLED = {"enabled", "enabled-runtime", "alias", "static", "indirect", "generated"}
 
 

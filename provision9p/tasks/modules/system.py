@@ -12,6 +12,7 @@ from typing import Any
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
 from provision9p.tasks.modules.base import (
+    STATES,
     Module,
     ModuleContext,
     fstab_escape,
@@ -77,7 +78,7 @@ def _sysctl_value(value: Any) -> str:
 
 
 # Ansible's mount module (ansible.posix.mount): fstab entries and the mount itself.
-_MOUNT_STATES = ("mounted", "unmounted", "present", "absent", "remounted")
+_MOUNT_STATES = STATES["mount"]
 
 
 def _mount(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
