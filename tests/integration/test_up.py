@@ -128,11 +128,12 @@ def test_a_real_users_file_on_a_mapped_share(lab: Path, up_result: object, p9: A
     """The users role made ann; her file is hers in the guest, and QEMU's user's on the
     host with ann's ids in the xattrs (mapped-xattr)."""
     res = p9("ssh", "--lab", str(lab), "web",
-             "su ann -c 'umask 027; echo hi > /mnt/data/ann.txt' && "
-             "stat -c '%U %G %a' /mnt/data/ann.txt")
+             "install -d -o ann -g lab -m 0750 /mnt/data/ann && "
+             "su ann -c 'umask 027; echo hi > /mnt/data/ann/ann.txt' && "
+             "stat -c '%U %G %a' /mnt/data/ann/ann.txt")
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.split() == ["ann", "lab", "640"]
-    host = lab.parent / "data" / "ann.txt"
+    host = lab.parent / "data" / "ann" / "ann.txt"
     assert os.getxattr(host, "user.virtfs.uid") == (1000).to_bytes(4, "little")
     assert os.getxattr(host, "user.virtfs.gid") == (2000).to_bytes(4, "little")
     assert os.stat(host).st_uid == qemu_user(Share(path=lab.parent, mount_tag="x")).uid

@@ -41,8 +41,11 @@ def test_live_process_naming_its_pidfile_is_running(tmp_path: Path) -> None:
     lab = _lab(tmp_path)
     st = GuestState.of(lab, lab.guests[0])
     st.run_dir.mkdir(parents=True)
-    proc = subprocess.Popen(["sh", "-c", "sleep 30; true", str(st.pidfile)])
+    proc = subprocess.Popen(["sh", "-c", "echo started; sleep 30; true", str(st.pidfile)],
+                            stdout=subprocess.PIPE)
     try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # exec'd: its cmdline is sh's now, not the forked parent's
         st.pidfile.write_text(f"{proc.pid}\n")
         assert st.running_pid() == proc.pid
     finally:
