@@ -52,6 +52,10 @@ class Reporter:
               f"ignored={recap.ignored}", file=self.out)
 
 
+#: Modules that can take minutes (package downloads), announced before they run.
+SLOW_MODULES = frozenset({"apt"})
+
+
 class BriefReporter(Reporter):
     """For `up`: only what changed or failed, then one recap line."""
 
@@ -62,6 +66,8 @@ class BriefReporter(Reporter):
 
     def task(self, task: Task) -> None:
         self._task = f"{task.role.name} : {task.name}"
+        if task.module in SLOW_MODULES:  # minutes, sometimes: say what is going on
+            print(f"    {self._task} ...", file=self.out, flush=True)
 
     def result(self, guest: str, status: str, result: dict[str, Any], item: Any = None
                ) -> None:
