@@ -20,7 +20,8 @@ from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.qemu_user import qemu_user
 from provision9p.rootfs.build import build_guest, fingerprint, is_current
 from provision9p.state import GuestState, lab_lock, write_json
-from provision9p.tasks.phases import has_roles, ssh_phase, tree_hook
+from provision9p.tasks.engine import Play, load_play
+from provision9p.tasks.phases import ssh_phase, tree_hook
 from provision9p.verify.preflight import share_warnings
 from provision9p.verify.runner import verify_guest
 
@@ -43,16 +44,19 @@ def up(lab: LabSpec, *, rebuild: bool = False, verify: bool = True,
     start = time.monotonic()
     outcomes = []
     with lab_lock(lab, "up"):
+        # Every role is loaded and checked first: a broken one stops before any build.
+        plays = {guest.name: load_play(guest, lab) for guest in guests}
         for guest in guests:
-            has_roles(lab, guest)  # a broken role stops `up` before anything is built
             for w in share_warnings(guest):
                 ui.warn(w)
         for guest in guests:
-            outcomes.append(_up_guest(lab, guest, rebuild=rebuild, verify=verify))
+            outcomes.append(_up_guest(lab, guest, plays[guest.name], rebuild=rebuild,
+                                      verify=verify))
     return _report(outcomes, time.monotonic() - start)
 
 
-def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) -> GuestOutcome:
+def _up_guest(lab: LabSpec, guest: GuestSpec, play: Play, *, rebuild: bool,
+              verify: bool) -> GuestOutcome:
     out = GuestOutcome(guest.name)
     st = GuestState.of(lab, guest)
     running = st.running_pid() is not None
@@ -64,7 +68,8 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
             # Roles are not build inputs: they are applied again, over SSH.
             conn = connect(lab, guest)
             try:
-                _roles_over_ssh(lab, guest, conn, out)
+                if play:
+                    _roles_over_ssh(lab, guest, conn, play, out)
                 res = conn.run("cat /proc/self/mounts")
             finally:
                 conn.close()
@@ -81,7 +86,7 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
     if running and rebuild:
         ui.info(f"==> {guest.name}: stopping it to rebuild")
         supervisor.stop(lab, guest)
-    result = build_guest(lab, guest, force=rebuild, tree_hook=tree_hook(lab, guest))
+    result = build_guest(lab, guest, force=rebuild, tree_hook=tree_hook(lab, guest, play))
     out.built = result.changed
     if result.changed:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items())
@@ -95,10 +100,10 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
     })
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
-    if has_roles(lab, guest):
+    if play:
         conn = connect(lab, guest)
         try:
-            _roles_over_ssh(lab, guest, conn, out)
+            _roles_over_ssh(lab, guest, conn, play, out)
         finally:
             conn.close()
     if verify:
@@ -108,12 +113,10 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, *, rebuild: bool, verify: bool) ->
     return out
 
 
-def _roles_over_ssh(lab: LabSpec, guest: GuestSpec, conn: Connection,
+def _roles_over_ssh(lab: LabSpec, guest: GuestSpec, conn: Connection, play: Play,
                     out: GuestOutcome) -> None:
-    if not has_roles(lab, guest):
-        return
     with ui.step(f"{guest.name}: roles over SSH"):
-        recap = ssh_phase(lab, guest, conn)
+        recap = ssh_phase(lab, guest, conn, play)
     out.roles_changed = recap.changed
     if recap.changed:
         out.notes.append(f"roles over SSH: {recap.changed} task(s) changed")

@@ -44,6 +44,7 @@ def _lab_guests(args: argparse.Namespace, need_guest: bool) -> tuple[LabSpec, li
 
 def build_command(args: argparse.Namespace) -> int:
     from provision9p.rootfs.build import build_guest
+    from provision9p.tasks.engine import load_play
     from provision9p.tasks.phases import tree_hook
 
     lab, guests = _lab_guests(args, need_guest=False)
@@ -53,7 +54,7 @@ def build_command(args: argparse.Namespace) -> int:
                 raise UsageError(f"{guest.name} is running; its tree cannot be rebuilt under it",
                                  hint="stop it first: `provision9p down`")
             result = build_guest(lab, guest, force=args.force,
-                                 tree_hook=tree_hook(lab, guest))
+                                 tree_hook=tree_hook(lab, guest, load_play(guest, lab)))
             if result.changed:
                 print(f"{guest.name}: built {guest.root.path} in {result.seconds:.1f} s")
             else:

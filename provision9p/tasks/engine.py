@@ -7,6 +7,7 @@ role vars < registered results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ from provision9p.tasks.filters import OMIT
 from provision9p.tasks.modules import MODULES, ModuleContext
 from provision9p.tasks.modules.base import coerce_args
 from provision9p.tasks.report import BriefReporter, Recap, Reporter
-from provision9p.tasks.roles import Role, Task, load_role
+from provision9p.tasks.roles import Role, Task, as_list, load_role
 from provision9p.tasks.templating import condition, render, resolve_vars, template_renderer
 
-__all__ = ["BriefReporter", "Recap", "Reporter", "load_play", "run_play"]
+__all__ = ["BriefReporter", "Play", "Recap", "Reporter", "load_play", "run_play"]
 
 
 def role_search(lab: LabSpec) -> list[Path]:
@@ -32,12 +33,15 @@ def role_search(lab: LabSpec) -> list[Path]:
 #: Mounts the lab's extra shares; every guest with shares gets it, first.
 SHARES_ROLE = "ninep_shares"
 
+#: A guest's roles in running order, each with the vars of its reference in the lab.
+Play = list[tuple[Role, dict[str, Any]]]
 
-def load_play(guest: GuestSpec, lab: LabSpec) -> list[tuple[Role, dict[str, Any]]]:
+
+def load_play(guest: GuestSpec, lab: LabSpec) -> Play:
     """The guest's roles, dependencies first and each once, all checked before running."""
     search = role_search(lab)
     seen: set[str] = set()
-    play: list[tuple[Role, dict[str, Any]]] = []
+    play: Play = []
 
     def add(name: str, ref_vars: dict[str, Any], tags: tuple[str, ...] = ()) -> None:
         if name in seen:
@@ -77,8 +81,9 @@ def guest_facts(guest: GuestSpec, lab: LabSpec) -> dict[str, Any]:
 def run_play(conn: Connection, guest: GuestSpec, lab: LabSpec, *, check: bool = False,
              diff: bool = False, tags: set[str] | None = None,
              skip_tags: set[str] | None = None, reporter: Reporter | None = None,
-             extra_vars: dict[str, Any] | None = None) -> Recap:
-    play = load_play(guest, lab)
+             extra_vars: dict[str, Any] | None = None, play: Play | None = None) -> Recap:
+    """Run the guest's play (loaded here unless the caller already has it)."""
+    play = load_play(guest, lab) if play is None else play
     reporter = reporter or Reporter(diff=diff)
     recap = Recap()
     registered: dict[str, Any] = {}
@@ -93,32 +98,30 @@ def run_play(conn: Connection, guest: GuestSpec, lab: LabSpec, *, check: bool = 
     return recap
 
 
-def _run_roles(play: list[tuple[Role, dict[str, Any]]], conn: Connection, guest: GuestSpec,
+def _run_roles(play: Play, conn: Connection, guest: GuestSpec,
                facts: dict[str, Any], registered: dict[str, Any],
                notified: list[tuple[Role, str]], recap: Recap, reporter: Reporter,
                check: bool, tags: set[str] | None, skip_tags: set[str] | None) -> None:
+    def scope(role: Role, ref_vars: dict[str, Any]) -> Callable[[dict[str, Any]],
+                                                                  dict[str, Any]]:
+        def variables(task_vars: dict[str, Any]) -> dict[str, Any]:
+            return resolve_vars({**facts, **role.defaults, **dict(guest.vars), **ref_vars,
+                                 **role.vars, **registered, **task_vars})
+        return variables
+
     for role, ref_vars in play:
         if role.phase not in ("any", conn.phase):
             continue
-
-        def variables(task_vars: dict[str, Any], role: Role = role,
-                      ref_vars: dict[str, Any] = ref_vars) -> dict[str, Any]:
-            return resolve_vars({**facts, **role.defaults, **dict(guest.vars), **ref_vars,
-                                 **role.vars, **registered, **task_vars})
-
         for task in role.tasks:
-            _run_task(task, conn, variables, registered, notified, recap, reporter, check,
-                      tags, skip_tags, guest.name)
+            _run_task(task, conn, scope(role, ref_vars), registered, notified, recap,
+                      reporter, check, tags, skip_tags, guest.name)
     # Handlers: each notified one once, in the order of its role's handlers file.
-    for role, _ in play:
+    for role, ref_vars in play:
         for handler in role.handlers:
             if (role, handler.name) in notified or any(
                     n == handler.keywords.get("listen") for _, n in notified):
-                def hvars(task_vars: dict[str, Any], role: Role = role) -> dict[str, Any]:
-                    return resolve_vars({**facts, **role.defaults, **dict(guest.vars),
-                                         **role.vars, **registered, **task_vars})
-                _run_task(handler, conn, hvars, registered, [], recap, reporter, check,
-                          None, None, guest.name)
+                _run_task(handler, conn, scope(role, ref_vars), registered, [], recap,
+                          reporter, check, None, None, guest.name)
 
 
 def _selected(task: Task, tags: set[str] | None, skip_tags: set[str] | None) -> bool:
@@ -158,7 +161,7 @@ def _run_task(task: Task, conn: Connection, variables: Any, registered: dict[str
     any_changed = any_failed = False
     for item in items:
         tvars = variables({**base_vars, **({loop_var: item} if loop is not None else {})})
-        if not all(condition(c, tvars) for c in _as_list(kw.get("when"))):
+        if not all(condition(c, tvars) for c in as_list(kw.get("when"))):
             res: dict[str, Any] = {"changed": False, "skipped": True}
             reporter.result(guest, "skipping", res, _label(loop_control, tvars, item, loop))
             results.append(res)
@@ -175,10 +178,10 @@ def _run_task(task: Task, conn: Connection, variables: Any, registered: dict[str
             res = {"changed": False, "failed": True, "msg": str(exc)}
         if "changed_when" in kw:
             res["changed"] = all(condition(c, {**tvars, **_as_reg(kw, res)})
-                                 for c in _as_list(kw["changed_when"]))
+                                 for c in as_list(kw["changed_when"]))
         if "failed_when" in kw:
             res["failed"] = any(condition(c, {**tvars, **_as_reg(kw, res)})
-                                for c in _as_list(kw["failed_when"]))
+                                for c in as_list(kw["failed_when"]))
         status = "failed" if res.get("failed") else ("changed" if res.get("changed") else "ok")
         reporter.result(guest, status, res, _label(loop_control, tvars, item, loop))
         any_changed |= bool(res.get("changed"))
@@ -202,7 +205,7 @@ def _run_task(task: Task, conn: Connection, variables: Any, registered: dict[str
     if any_changed:
         recap.changed += 1
         recap.results.append((task.name, "changed"))
-        for name in _as_list(kw.get("notify")):
+        for name in as_list(kw.get("notify")):
             if (task.role, name) not in notified:
                 notified.append((task.role, name))
     else:
@@ -220,9 +223,3 @@ def _label(loop_control: dict[str, Any], tvars: dict[str, Any], item: Any, loop:
 
 def _as_reg(kw: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
     return {kw["register"]: res} if "register" in kw else {}
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]

@@ -199,7 +199,7 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
                         f"not {keywords['phase']!r}")
     _check_templates(args, where)
     for key in ("when", "changed_when", "failed_when"):
-        for cond in _as_list(keywords.get(key)):
+        for cond in as_list(keywords.get(key)):
             if isinstance(cond, str):
                 _check_templates("{{ " + cond + " }}", where)
     task = Task(name or module, module, args, keywords, where, role)
@@ -211,7 +211,7 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
     return task
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]

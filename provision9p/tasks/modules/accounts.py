@@ -6,7 +6,13 @@ from typing import Any
 
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
-from provision9p.tasks.modules.base import Module, ModuleContext, run_checked, write_content
+from provision9p.tasks.modules.base import (
+    Module,
+    ModuleContext,
+    read_db,
+    run_checked,
+    write_content,
+)
 
 
 def _authorized_key(conn: Connection, args: dict[str, Any], ctx: ModuleContext
@@ -14,13 +20,10 @@ def _authorized_key(conn: Connection, args: dict[str, Any], ctx: ModuleContext
     user = str(args["user"])
     key = str(args["key"]).strip()
     state = args.get("state", "present")
-    home = None
-    for line in conn.read_file("/etc/passwd").decode(errors="replace").splitlines():
-        parts = line.split(":")
-        if parts[0] == user and len(parts) > 5:
-            uid, gid, home = int(parts[2]), int(parts[3]), parts[5]
-    if home is None:
+    entry = read_db(conn, "/etc/passwd").get(user)
+    if entry is None or len(entry) < 6:
         raise TaskError(f"authorized_key: no user {user!r} in the guest's /etc/passwd")
+    uid, gid, home = int(entry[2]), int(entry[3]), entry[5]
     ssh_dir = f"{home.rstrip('/')}/.ssh"
     path = f"{ssh_dir}/authorized_keys"
     st = conn.stat(path)
@@ -40,25 +43,12 @@ def _authorized_key(conn: Connection, args: dict[str, Any], ctx: ModuleContext
     return {"changed": res["changed"], "user": user, "key": key, "diff": res.get("diff")}
 
 
-def _passwd(conn: Connection) -> dict[str, list[str]]:
-    return _entries(conn, "/etc/passwd")
-
-
-def _entries(conn: Connection, path: str) -> dict[str, list[str]]:
-    out = {}
-    for line in conn.read_file(path).decode(errors="replace").splitlines():
-        parts = line.split(":")
-        if len(parts) >= 4 and parts[0]:
-            out[parts[0]] = parts
-    return out
-
-
 def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
     """Accounts through useradd/usermod/userdel, as Ansible's user module does on Linux."""
     name = str(args["name"])
     state = args.get("state", "present")
-    users = _passwd(conn)
-    groups = _entries(conn, "/etc/group")
+    users = read_db(conn, "/etc/passwd")
+    groups = read_db(conn, "/etc/group")
     entry = users.get(name)
     result: dict[str, Any] = {"changed": False, "name": name, "state": state}
     if state == "absent":
@@ -83,7 +73,7 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
         if args.get(key) is not None and (entry is None or entry[field_no] != str(args[key])):
             opts += [flag, str(args[key])]
     if args.get("password") is not None:
-        shadow = _entries(conn, "/etc/shadow") if entry is not None else {}
+        shadow = read_db(conn, "/etc/shadow") if entry is not None else {}
         if entry is None or (shadow.get(name) or ["", ""])[1] != str(args["password"]):
             opts += ["-p", str(args["password"])]
     wanted = _as_names(args.get("groups"))
@@ -91,7 +81,7 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
         missing = [g for g in wanted if g not in groups]
         if missing:
             raise TaskError(f"user: no group {', '.join(missing)} in the guest's /etc/group")
-        have = {g for g, parts in groups.items() if name in parts[3].split(",")}
+        have = {g for g, f in groups.items() if len(f) > 3 and name in f[3].split(",")}
         if args.get("append"):
             if not set(wanted) <= have:
                 opts += ["-a", "-G", ",".join(wanted)]
@@ -109,7 +99,7 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
         argv = []
     if argv and not ctx.check:
         run_checked(conn, argv)
-        entry = _passwd(conn)[name]
+        entry = read_db(conn, "/etc/passwd")[name]
     if entry is not None:
         result.update(uid=int(entry[2]), group=int(entry[3]), home=entry[5],
                       shell=entry[6] if len(entry) > 6 else "")
@@ -119,7 +109,7 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
 def _group(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
     name = str(args["name"])
     state = args.get("state", "present")
-    entry = _entries(conn, "/etc/group").get(name)
+    entry = read_db(conn, "/etc/group").get(name)
     result: dict[str, Any] = {"changed": False, "name": name, "state": state}
     argv: list[str] = []
     if state == "absent":
@@ -137,7 +127,7 @@ def _group(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[s
         result["changed"] = True
         if not ctx.check:
             run_checked(conn, argv)
-    entry = _entries(conn, "/etc/group").get(name)
+            entry = read_db(conn, "/etc/group").get(name)  # its gid, when groupadd chose
     if entry is not None:
         result["gid"] = int(entry[2])
     return result

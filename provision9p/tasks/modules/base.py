@@ -42,13 +42,18 @@ def parse_mode(value: Any) -> int | None:
     return int(text, 8)
 
 
-def _ids(conn: Connection, path: str) -> dict[str, int]:
+def read_db(conn: Connection, path: str) -> dict[str, list[str]]:
+    """/etc/passwd, /etc/group or /etc/shadow as {name: its colon-separated fields}."""
     out = {}
     for line in conn.read_file(path).decode(errors="replace").splitlines():
         parts = line.split(":")
-        if len(parts) > 2 and parts[2].isdigit():
-            out[parts[0]] = int(parts[2])
+        if len(parts) >= 3 and parts[0]:
+            out[parts[0]] = parts
     return out
+
+
+def _ids(conn: Connection, path: str) -> dict[str, int]:
+    return {name: int(f[2]) for name, f in read_db(conn, path).items() if f[2].isdigit()}
 
 
 def resolve_owner(conn: Connection, owner: Any, group: Any) -> tuple[int | None, int | None]:
