@@ -168,7 +168,7 @@ def _run_task(task: Task, conn: Connection, variables: Any, registered: dict[str
             continue
         args = {k: v for k, v in render(task.args, tvars).items() if v != OMIT}
         ctx = ModuleContext(check=check, role_path=task.role.path,
-                            render=template_renderer(tvars))
+                            render=template_renderer(tvars), variables=tvars)
         try:
             res = MODULES[task.module].run(conn, coerce_args(task.module, args), ctx)
         except TaskError as exc:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import stat as stat_mod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,10 @@ class ModuleContext:
     check: bool
     role_path: Path
     render: Callable[[str], str]  # renders a template file's text with the play's vars
+    #: The task's variables (facts, role vars, registered results, loop item), for the
+    #: modules that read or judge them: assert, set_fact, include_vars, template lookups.
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    diff: bool = False
 
 
 @dataclass(frozen=True)
