@@ -16,9 +16,7 @@ import yaml
 
 from provision9p.errors import RoleError, TaskError
 from provision9p.tasks.filters import FILTERS, TESTS
-from provision9p.tasks.modules import ALIASES, MODULES
-from provision9p.tasks.modules.base import coerce_args
-from provision9p.tasks.templating import templated
+from provision9p.tasks.modules import ALIASES, MODULES, check_args
 
 TASK_KEYWORDS = {
     "name", "when", "loop", "with_items", "loop_control", "register", "notify", "tags",
@@ -183,16 +181,10 @@ def _task(role: Role, path: Path, raw: Any) -> Task:
     if isinstance(raw.get("args"), dict):  # `command: make` + `args: {chdir: /src}`
         args = {**raw["args"], **args}
     if module != "include_tasks":
-        spec = MODULES[module].params
-        unknown = sorted(set(args) - set(spec))
-        if unknown:
-            raise RoleError(f"{where}: {module} has no parameter {', '.join(unknown)}",
-                            hint=f"{module} takes: {', '.join(sorted(spec))}")
-        fixed = {k: v for k, v in args.items() if not templated(v)}
         try:
-            coerce_args(module, fixed)
+            check_args(module, args)
         except TaskError as exc:
-            raise RoleError(f"{where}: {exc.message}") from None
+            raise RoleError(f"{where}: {exc.message}", hint=exc.hint) from None
     keywords = {k: v for k, v in raw.items() if k in TASK_KEYWORDS}
     if keywords.get("phase", "any") not in PHASES:
         raise RoleError(f"{where}: phase must be one of {', '.join(PHASES)}, "
