@@ -3,29 +3,133 @@ variables that are templates of other variables, conditions, and template files.
 
 from __future__ import annotations
 
+import ast
 import functools
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jinja2
-from jinja2.nativetypes import NativeEnvironment
+import jinja2.lexer
+import jinja2.nodes
+from jinja2.nativetypes import NativeCodeGenerator, NativeEnvironment, NativeTemplate
 
 from provision9p.errors import TaskError
-from provision9p.tasks.filters import FILTERS, TESTS
+from provision9p.tasks.filters import FILTERS, TESTS, UNSUPPORTED
 
-_native = NativeEnvironment(undefined=jinja2.StrictUndefined)
-_text = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-# The template module's Jinja2 settings in Ansible: a block tag eats its newline.
-_files = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                            trim_blocks=True)
+
+class Undefined(jinja2.StrictUndefined):
+    """Strict, but `a.b.c is defined` is false rather than an error when `a` is missing,
+    as in Ansible: attribute and item access on an undefined value stay undefined (and
+    keep the first missing name for the error message)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        return self
+
+
+def _native_concat(values: Iterable[Any]) -> Any:
+    """A lone expression keeps its value as is: unlike Jinja's native mode, text that looks
+    like a literal ('22', '[1]', a to_json result) stays text, as in Ansible 2.19."""
+    head = list(itertools.islice(values, 2))
+    if not head:
+        return None
+    if len(head) == 1:
+        return _lists(head[0])
+    return "".join(str(v) for v in itertools.chain(head, values))
+
+
+def _lists(value: Any) -> Any:
+    """Tuples (zip, product, subelements, dict items) come out as lists, as in Ansible."""
+    if isinstance(value, tuple):
+        return [_lists(v) for v in value]
+    if isinstance(value, list) and any(isinstance(v, list | tuple | dict) for v in value):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict) and any(isinstance(v, list | tuple | dict)
+                                       for v in value.values()):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+class _RawStringLexer(jinja2.lexer.Lexer):
+    """Backslashes in string literals are kept as written, as Ansible does for the
+    templates in task arguments and conditions: `regex_replace('(a)', '\\1')` in YAML
+    means what the same text means outside the braces, not a second escape level."""
+
+    def wrap(self, stream: Iterable[tuple[int, str, str]], name: str | None = None,
+             filename: str | None = None) -> Iterator[jinja2.lexer.Token]:
+        raw = ((lineno, token, value.replace("\\", "\\\\") if token == "string" else value)
+               for lineno, token, value in stream)
+        return super().wrap(raw, name, filename)
+
+
+class _ArgsEnvironment(jinja2.Environment):
+    @functools.cached_property
+    def lexer(self) -> jinja2.lexer.Lexer:
+        return _RawStringLexer(self)
+
+
+class _NativeCodeGenerator(NativeCodeGenerator):
+    def _output_const_repr(self, group: Iterable[Any]) -> str:
+        # A constant lone expression ('{{ 22 }}', "{{ 'a' | to_json }}") keeps its type
+        # too; Jinja's own joins it to text here and re-parses it later.
+        values = list(group)
+        return repr(values[0]) if len(values) == 1 else repr("".join(map(str, values)))
+
+
+class _Native(_ArgsEnvironment, NativeEnvironment):
+    code_generator_class = _NativeCodeGenerator
+    concat = staticmethod(_native_concat)
+
+
+class _NativeTemplate(NativeTemplate):
+    environment_class = _Native
+
+
+_Native.template_class = _NativeTemplate
+_native = _Native(undefined=Undefined)
+def _finalize(value: Any) -> Any:
+    """What an expression in text prints: nothing for None, lists for tuples (Ansible 2.19)."""
+    return "" if value is None else _lists(value)
+
+
+_text = _ArgsEnvironment(undefined=Undefined, keep_trailing_newline=True, finalize=_finalize)
+# The template module's Jinja2 settings in Ansible: a block tag eats its newline, the
+# file's last newline stays, leading blanks before a tag stay (lstrip_blocks is off).
+# Its string literals unescape backslashes as Jinja does.
+_files = jinja2.Environment(undefined=Undefined, keep_trailing_newline=True,
+                            trim_blocks=True, finalize=_finalize)
 for _env in (_native, _text, _files):
     _env.filters.update(FILTERS)
     _env.tests.update(TESTS)
+    # Jinja's own filters and tests under Ansible's qualified names too.
+    _env.filters.update({f"ansible.builtin.{k}": v for k, v in list(_env.filters.items())
+                         if "." not in k})
+    _env.tests.update({f"ansible.builtin.{k}": v for k, v in list(_env.tests.items())
+                       if "." not in k})
 
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(native: bool, source: str) -> jinja2.Template:
     return (_native if native else _text).from_string(source)
+
+
+def check_template(source: str) -> None:
+    """Load-time check of a template: syntax, unknown filters and tests, and what
+    provision9p refuses (jinja2.TemplateSyntaxError, with the reason)."""
+    tree = _text.parse(source)
+    for node in itertools.chain(tree.find_all(jinja2.nodes.Filter),
+                                tree.find_all(jinja2.nodes.Test)):
+        name = node.name.removeprefix("ansible.builtin.").removeprefix("community.general.")
+        if name in UNSUPPORTED:
+            raise jinja2.TemplateSyntaxError(UNSUPPORTED[name], node.lineno)
+    _text.compile(tree)  # unknown filters and tests fail here
 
 
 def templated(value: Any) -> bool:
@@ -58,6 +162,10 @@ def render(value: Any, variables: dict[str, Any]) -> Any:
         raise TaskError(f"undefined variable: {exc.message}") from None
     except jinja2.TemplateError as exc:
         raise TaskError(f"template error in {value!r}: {exc}") from None
+    except TaskError:
+        raise
+    except Exception as exc:  # a filter's own failure: bad input, not our crash
+        raise TaskError(f"template error in {value!r}: {type(exc).__name__}: {exc}") from None
     return value
 
 
@@ -86,18 +194,71 @@ def resolve_vars(merged: dict[str, Any]) -> dict[str, Any]:
 
 
 def condition(expr: Any, variables: dict[str, Any]) -> bool:
+    """A `when`: a Jinja expression judged by Python truthiness (Ansible before 2.19, and
+    2.19 with ALLOW_BROKEN_CONDITIONALS; plain 2.19 refuses non-boolean results). A
+    condition written as '{{ x }}' is rendered first and its text judged as an expression,
+    as Ansible does: `when: "{{ flag }}"` with flag 'false' is false."""
     if isinstance(expr, bool):
         return expr
+    if not isinstance(expr, str):
+        return bool(expr)
     try:
-        return bool(_native.compile_expression(str(expr))(**variables))
+        text = expr.strip()
+        if templated(text):
+            rendered = render(text, variables)
+            if not isinstance(rendered, str):
+                return bool(rendered)
+            text = rendered.strip()
+        return bool(_expression(text)(**variables))
     except jinja2.UndefinedError as exc:
         raise TaskError(f"undefined variable in {expr!r}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise TaskError(f"condition {expr!r}: {exc}") from None
+    except TaskError:
+        raise
+    except Exception as exc:
+        raise TaskError(f"condition {expr!r}: {type(exc).__name__}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _expression(text: str) -> Callable[..., Any]:
+    return _native.compile_expression(text, undefined_to_none=False)
+
+
+_HEADER_OPTIONS = {"trim_blocks", "lstrip_blocks", "keep_trailing_newline", "newline_sequence",
+                   "block_start_string", "block_end_string", "variable_start_string",
+                   "variable_end_string", "comment_start_string", "comment_end_string"}
+
+
+def _file_environment(text: str) -> tuple[jinja2.Environment, str]:
+    """A template file's first line may set Jinja options, as Ansible's template module
+    reads it: `#jinja2: trim_blocks: False, lstrip_blocks: True` (the line is dropped)."""
+    if not text.startswith("#jinja2:"):
+        return _files, text
+    header, _, rest = text.partition("\n")
+    options: dict[str, Any] = {}
+    for pair in header[len("#jinja2:"):].split(","):
+        key, sep, raw = pair.partition(":")
+        key = key.strip()
+        if not sep or key not in _HEADER_OPTIONS:
+            raise TaskError(f"template: unknown #jinja2: option {pair.strip()!r}",
+                            hint="known: " + ", ".join(sorted(_HEADER_OPTIONS)))
+        try:
+            options[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            raise TaskError(f"template: bad value in #jinja2: {pair.strip()!r}") from None
+    return _files.overlay(**options), rest
 
 
 def template_renderer(variables: dict[str, Any]) -> Callable[[str], str]:
     def render_text(text: str) -> str:
         try:
-            return _files.from_string(text).render(variables)
+            env, body = _file_environment(text)
+            return env.from_string(body).render(variables)
         except jinja2.TemplateError as exc:
             raise TaskError(f"template: {exc}") from None
+        except TaskError:
+            raise
+        except Exception as exc:
+            raise TaskError(f"template: {type(exc).__name__}: {exc}") from None
     return render_text
