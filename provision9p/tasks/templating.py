@@ -93,19 +93,26 @@ class _NativeTemplate(NativeTemplate):
 
 
 _Native.template_class = _NativeTemplate
-_native = _Native(undefined=Undefined)
+
+
 def _finalize(value: Any) -> Any:
     """What an expression in text prints: nothing for None, lists for tuples (Ansible 2.19)."""
     return "" if value is None else _lists(value)
 
 
-_text = _ArgsEnvironment(undefined=Undefined, keep_trailing_newline=True, finalize=_finalize)
+# Ansible templates every argument with trim_blocks on, like its template files.
+_native = _Native(undefined=Undefined, trim_blocks=True)
+_text = _ArgsEnvironment(undefined=Undefined, keep_trailing_newline=True, trim_blocks=True,
+                         finalize=_finalize)
+# Conditions: Ansible evaluates them without its backslash rule, so '\\d' in a `when` is
+# Jinja's own escape (as it was when conditions were `{% if %}` templates).
+_conditions = NativeEnvironment(undefined=Undefined)
 # The template module's Jinja2 settings in Ansible: a block tag eats its newline, the
 # file's last newline stays, leading blanks before a tag stay (lstrip_blocks is off).
 # Its string literals unescape backslashes as Jinja does.
 _files = jinja2.Environment(undefined=Undefined, keep_trailing_newline=True,
                             trim_blocks=True, finalize=_finalize)
-for _env in (_native, _text, _files):
+for _env in (_native, _text, _files, _conditions):
     _env.filters.update(FILTERS)
     _env.tests.update(TESTS)
     # Jinja's own filters and tests under Ansible's qualified names too.
@@ -222,7 +229,7 @@ def condition(expr: Any, variables: dict[str, Any]) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _expression(text: str) -> Callable[..., Any]:
-    return _native.compile_expression(text, undefined_to_none=False)
+    return _conditions.compile_expression(text, undefined_to_none=False)
 
 
 _HEADER_OPTIONS = {"trim_blocks", "lstrip_blocks", "keep_trailing_newline", "newline_sequence",

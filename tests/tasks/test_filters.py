@@ -208,6 +208,8 @@ TABLE: list[tuple[str, Any]] = [
     ("{{ '0644' }}", "0644"), ("{{ none }}", None), ("x{{ none }}", "x"),
     ("x {{ ('a', 'b') }}", "x ['a', 'b']"),
     ("{{ 'a\\b' }}", "a\\b"),
+    ("{% if managed %}\nyes\n{% endif %}\n", "yes\n"),  # trim_blocks, as Ansible's
+    ("{{ managed }}\n\n", "Ansible managed\n\n"),
     ("{{ 'x\\y' | regex_replace('\\\\', '/') }}", "x/y"),
 ]
 
