@@ -102,16 +102,22 @@ def _finalize(value: Any) -> Any:
 
 # Ansible templates every argument with trim_blocks on, like its template files.
 _native = _Native(undefined=Undefined, trim_blocks=True)
-_text = _ArgsEnvironment(undefined=Undefined, keep_trailing_newline=True, trim_blocks=True,
-                         finalize=_finalize)
+_text = _ArgsEnvironment(undefined=Undefined, trim_blocks=True, finalize=_finalize)
 # Conditions: Ansible evaluates them without its backslash rule, so '\\d' in a `when` is
 # Jinja's own escape (as it was when conditions were `{% if %}` templates).
 _conditions = NativeEnvironment(undefined=Undefined)
-# The template module's Jinja2 settings in Ansible: a block tag eats its newline, the
-# file's last newline stays, leading blanks before a tag stay (lstrip_blocks is off).
-# Its string literals unescape backslashes as Jinja does.
-_files = jinja2.Environment(undefined=Undefined, keep_trailing_newline=True,
-                            trim_blocks=True, finalize=_finalize)
+# The template module's Jinja2 settings in Ansible: a block tag eats its newline, leading
+# blanks before a tag stay (lstrip_blocks is off), string literals unescape backslashes
+# as Jinja does. Trailing newlines: see _trailing_newlines.
+_files = jinja2.Environment(undefined=Undefined, trim_blocks=True, finalize=_finalize)
+
+
+def _trailing_newlines(source: str, result: str) -> str:
+    """Ansible renders without keep_trailing_newline, then gives back the newlines the
+    source ended with that the result lacks (so `{% endif %}\n` at the end of a file
+    keeps its newline even though trim_blocks ate it)."""
+    missing = (len(source) - len(source.rstrip("\n"))) - (len(result) - len(result.rstrip("\n")))
+    return result + "\n" * missing if missing > 0 else result
 for _env in (_native, _text, _files, _conditions):
     _env.filters.update(FILTERS)
     _env.tests.update(TESTS)
@@ -160,7 +166,7 @@ def render(value: Any, variables: dict[str, Any]) -> Any:
                 if isinstance(result, jinja2.Undefined):
                     result._fail_with_undefined_error()
                 return result
-            return _compiled(False, value).render(variables)
+            return _trailing_newlines(value, _compiled(False, value).render(variables))
         if isinstance(value, dict):
             return {k: render(v, variables) for k, v in value.items()}
         if isinstance(value, list):
@@ -234,7 +240,8 @@ def _expression(text: str) -> Callable[..., Any]:
 
 _HEADER_OPTIONS = {"trim_blocks", "lstrip_blocks", "keep_trailing_newline", "newline_sequence",
                    "block_start_string", "block_end_string", "variable_start_string",
-                   "variable_end_string", "comment_start_string", "comment_end_string"}
+                   "variable_end_string", "comment_start_string", "comment_end_string",
+                   "line_statement_prefix", "line_comment_prefix"}
 
 
 def _file_environment(text: str) -> tuple[jinja2.Environment, str]:
@@ -242,7 +249,9 @@ def _file_environment(text: str) -> tuple[jinja2.Environment, str]:
     reads it: `#jinja2: trim_blocks: False, lstrip_blocks: True` (the line is dropped)."""
     if not text.startswith("#jinja2:"):
         return _files, text
-    header, _, rest = text.partition("\n")
+    header, newline, rest = text.partition("\n")
+    if not newline:
+        raise TaskError("template: a #jinja2: line needs the template on the next lines")
     options: dict[str, Any] = {}
     for pair in header[len("#jinja2:"):].split(","):
         key, sep, raw = pair.partition(":")
@@ -261,7 +270,7 @@ def template_renderer(variables: dict[str, Any]) -> Callable[[str], str]:
     def render_text(text: str) -> str:
         try:
             env, body = _file_environment(text)
-            return env.from_string(body).render(variables)
+            return _trailing_newlines(text, env.from_string(body).render(variables))
         except jinja2.TemplateError as exc:
             raise TaskError(f"template: {exc}") from None
         except TaskError:

@@ -210,6 +210,7 @@ TABLE: list[tuple[str, Any]] = [
     ("{{ 'a\\b' }}", "a\\b"),
     ("{% if managed %}\nyes\n{% endif %}\n", "yes\n"),  # trim_blocks, as Ansible's
     ("{{ managed }}\n\n", "Ansible managed\n\n"),
+    ("  {% if managed %}\nyes\n  {% endif %}\n", "  yes\n  \n"),
     ("{{ 'x\\y' | regex_replace('\\\\', '/') }}", "x/y"),
 ]
 
@@ -323,7 +324,7 @@ def test_template_files_trim_blocks_keep_newline_and_header(tmp_path: Path) -> N
     body = "{% for x in xs %}\n  x={{ x }}\n{% endfor %}\n"
     assert render_text(body) == "  x=1\n  x=2\n"
     header = "#jinja2: trim_blocks: False, lstrip_blocks: True\n"
-    assert render_text(header + "a\n  {% if true %}\nb\n  {% endif %}\n") == "a\n\nb\n\n"
+    assert render_text(header + "a\n  {% if true %}\nb\n  {% endif %}\n") == "a\n\nb\n"
     assert render_text("v={{ none }}\n") == "v=\n"
     # template files keep Jinja's own escapes in string literals, as Ansible's do
     assert render_text("{{ 'a\\tb' }}") == "a\tb"
@@ -417,3 +418,27 @@ def test_filters_render_inside_text_the_same() -> None:
         """)
     out = render(text, {"managed": "Managed", "ports": [443, 80]})
     assert out == "#\n# Managed\n#\nlisten 80,443\n"
+
+
+# Template files, rendered as Ansible's template module renders them (trim_blocks on,
+# backslash escapes as Jinja has them, a `#jinja2:` first line for overrides).
+TEMPLATE_FILES = [
+    "{{ managed | comment }}\nkey = value\n",
+    "{% for x in [1, 2] %}\n  x={{ x }}\n{% endfor %}\n",
+    "  {% if true %}\nyes\n  {% endif %}\n",
+    "#jinja2: lstrip_blocks: True\n  {% if true %}\nyes\n  {% endif %}\n",
+    "#jinja2: trim_blocks: False, lstrip_blocks: True\na\n  {% if true %}\nb\n  {% endif %}\n",
+    "#jinja2: variable_start_string: '[%', variable_end_string: '%]'\nv=[% managed %] {{ x }}\n",
+    "{{ 'a\\tb' }}|{{ 'c\\\\d' }}\n",
+    "v={{ none }}\n\n\n",
+    "{%- for k, v in d1 | dictsort %}\n{{ k }}: {{ v }}\n{%- endfor %}\nend",
+    "no newline at the end",
+]
+
+
+@pytest.mark.parametrize("body", TEMPLATE_FILES)
+def test_template_files_render_as_ansibles_template_module(templar: Any, body: str) -> None:
+    from ansible.template import trust_as_template
+
+    theirs = templar.template(trust_as_template(body), escape_backslashes=False)
+    assert template_renderer(dict(VARS))(body) == theirs
