@@ -4,6 +4,7 @@ variables that are templates of other variables, conditions, and template files.
 from __future__ import annotations
 
 import ast
+import datetime
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -118,9 +119,23 @@ def _trailing_newlines(source: str, result: str) -> str:
     keeps its newline even though trim_blocks ate it)."""
     missing = (len(source) - len(source.rstrip("\n"))) - (len(result) - len(result.rstrip("\n")))
     return result + "\n" * missing if missing > 0 else result
+def _now(utc: bool = False, fmt: str | None = None) -> Any:
+    """Ansible's `now()`: the controller's time, formatted when fmt is given."""
+    when = (datetime.datetime.now(datetime.UTC).replace(tzinfo=None) if utc
+            else datetime.datetime.now())
+    return when.strftime(fmt) if fmt else when
+
+
+def _undef(hint: str | None = None) -> Undefined:
+    """Ansible's `undef()`: a value that fails with hint when used (role defaults that
+    must be overridden)."""
+    return Undefined(hint=hint)
+
+
 for _env in (_native, _text, _files, _conditions):
     _env.filters.update(FILTERS)
     _env.tests.update(TESTS)
+    _env.globals.update(now=_now, undef=_undef)
     # Jinja's own filters and tests under Ansible's qualified names too.
     _env.filters.update({f"ansible.builtin.{k}": v for k, v in list(_env.filters.items())
                          if "." not in k})
@@ -133,16 +148,20 @@ def _compiled(native: bool, source: str) -> jinja2.Template:
     return (_native if native else _text).from_string(source)
 
 
+@functools.lru_cache(maxsize=4096)
 def check_template(source: str) -> None:
     """Load-time check of a template: syntax, unknown filters and tests, and what
-    provision9p refuses (jinja2.TemplateSyntaxError, with the reason)."""
+    provision9p refuses (jinja2.TemplateSyntaxError, with the reason). Walks the parsed
+    tree rather than compiling: a tenth of the cost, for every templated argument."""
     tree = _text.parse(source)
-    for node in itertools.chain(tree.find_all(jinja2.nodes.Filter),
-                                tree.find_all(jinja2.nodes.Test)):
-        name = node.name.removeprefix("ansible.builtin.").removeprefix("community.general.")
-        if name in UNSUPPORTED:
-            raise jinja2.TemplateSyntaxError(UNSUPPORTED[name], node.lineno)
-    _text.compile(tree)  # unknown filters and tests fail here
+    for kind, table, nodes in (("filter", _text.filters, tree.find_all(jinja2.nodes.Filter)),
+                               ("test", _text.tests, tree.find_all(jinja2.nodes.Test))):
+        for node in nodes:
+            name = node.name.removeprefix("ansible.builtin.").removeprefix("community.general.")
+            if name in UNSUPPORTED:
+                raise jinja2.TemplateSyntaxError(UNSUPPORTED[name], node.lineno)
+            if node.name not in table:
+                raise jinja2.TemplateSyntaxError(f"No {kind} named {node.name!r}.", node.lineno)
 
 
 def templated(value: Any) -> bool:

@@ -203,6 +203,10 @@ TABLE: list[tuple[str, Any]] = [
      ".days }}", 3),
     ("{{ 'x' | ansible.builtin.to_json }}", '"x"'),
     ("{{ ['a', 'b'] | ansible.builtin.join(',') }}", "a,b"),
+    # Ansible's globals
+    ("{{ now(fmt='%Y') | int > 2000 }}", True),
+    ("{{ now(utc=true).year > 2000 }}", True),
+    ("{{ undef() is undefined }}", True),
     # how values come out: a lone expression keeps its type, text stays text
     ("{{ '22' }}", "22"), ("{{ 22 }}", 22), ("{{ '[1, 2]' }}", "[1, 2]"),
     ("{{ '0644' }}", "0644"), ("{{ none }}", None), ("x{{ none }}", "x"),
@@ -228,6 +232,7 @@ FAILING = [
     "{{ users | subelements('k') }}",
     "{{ 'x' | urlsplit('nope') }}",
     "{{ 'aaa' | regex_replace('a', 'b', mandatory_count=2) }}",
+    "{{ undef(hint='set it in the lab') }}",
 ]
 
 
@@ -304,6 +309,11 @@ def test_default_omit_still_drops_a_parameter() -> None:
     assert render("{{ nope.uid | default(omit) }}", {"omit": OMIT}) == OMIT
 
 
+def test_undef_fails_with_its_hint() -> None:
+    with pytest.raises(TaskError, match="set it in the lab"):
+        render("{{ undef(hint='set it in the lab') }}", {})
+
+
 def test_undefined_is_a_task_error_with_the_name() -> None:
     with pytest.raises(TaskError, match="'nope' is undefined"):
         render("{{ nope.deeper }}", {})
@@ -316,7 +326,12 @@ def test_json_query_is_refused_at_load_with_the_reason() -> None:
         check_template("{{ data | json_query('a[*].b') }}")
     with pytest.raises(Exception, match="No filter named 'no_such_filter'"):
         check_template("{{ data | no_such_filter }}")
+    with pytest.raises(Exception, match="not supported by provision9p: the vault filter"):
+        check_template("{{ secret | ansible.builtin.vault('pw') }}")
+    with pytest.raises(Exception, match="No test named 'no_such_test'"):
+        check_template("{% if x is no_such_test %}{% endif %}")
     check_template("{{ data | combine({}) | to_nice_yaml }}")  # known ones pass
+    check_template("{% if v is version('1', '>') %}{{ v | ansible.builtin.quote }}{% endif %}")
 
 
 def test_template_files_trim_blocks_keep_newline_and_header(tmp_path: Path) -> None:

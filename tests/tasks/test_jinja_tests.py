@@ -97,6 +97,11 @@ CASES: list[tuple[str, bool]] = [
     ("ok is successful", True), ("bad is failure", True), ("skip is skipped", True),
     ("ok is skipped", False), ("ok is finished", True), ("ok is started", True),
     ("ok is unreachable", False), ("ok is reachable", True), ("bad is change", True),
+    # URLs
+    ("'http://example.org/a' is url", True), ("'example.org' is url", False),
+    ("'file:///etc/hosts' is url", True), ("'urn:isbn:0451450523' is urn", True),
+    ("'http://example.org' is urn", False), ("'mailto:a@b' is uri", True),
+    ("'http://example.org' is uri(['https'])", False),
     # Jinja's type tests
     ("'x' is string", True), ("1 is number", True), ("u is mapping", True),
     ("lst is iterable", True), ("lst is sequence", True), ("t is boolean", True),

@@ -340,14 +340,18 @@ def rekey_on_member(data: Any, key: str, duplicates: str = "error") -> dict[Any,
     return out
 
 
-def json_query(*_: Any, **__: Any) -> Any:
-    raise TaskError(UNSUPPORTED["json_query"])
+def _unsupported(name: str) -> Any:
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise TaskError(UNSUPPORTED[name])
+    return refuse
 
 
 #: Filters Ansible users meet that provision9p refuses, with why; checked at load.
 UNSUPPORTED = {
     "json_query": "not supported by provision9p: the json_query filter (community.general; "
                   "it needs the jmespath library); use selectattr/map/json filters instead",
+    "vault": "not supported by provision9p: the vault filter (Ansible Vault)",
+    "unvault": "not supported by provision9p: the unvault filter (Ansible Vault)",
 }
 
 
@@ -367,5 +371,6 @@ DATA_FILTERS: dict[str, Any] = {
     "log": log, "pow": power, "root": root, "rekey_on_member": rekey_on_member,
     "product": _listed(itertools.product), "permutations": _listed(itertools.permutations),
     "combinations": _listed(itertools.combinations), "zip": _listed(zip),
-    "zip_longest": _listed(itertools.zip_longest), "json_query": json_query,
+    "zip_longest": _listed(itertools.zip_longest),
+    **{name: _unsupported(name) for name in ("json_query", "vault", "unvault")},
 }

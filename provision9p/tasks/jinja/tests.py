@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, MutableSequence
 from typing import Any
+from urllib.parse import urlparse
 
 from provision9p.errors import TaskError
 
@@ -186,13 +187,25 @@ def vaulted_file(path: Any) -> bool:
         raise TaskError(f"cannot test if the file {path!r} is a vault: {exc}") from None
 
 
+def uri(value: Any, schemes: Any = None) -> bool:
+    try:
+        parts = urlparse(value)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return not schemes or parts.scheme in schemes
+
+
+def url(value: Any, schemes: Any = None) -> bool:
+    return uri(value, schemes) and bool(urlparse(value).netloc or urlparse(value).scheme == "file")
+
+
 TESTS: dict[str, Callable[..., bool]] = {
     "version": version_compare, "version_compare": version_compare,
     "match": match, "search": search, "regex": regex,
     "truthy": truthy, "falsy": falsy,
     "subset": lambda a, b: set(a) <= set(b), "superset": lambda a, b: set(a) >= set(b),
     "contains": lambda seq, value: value in seq, "nan": isnan,
-    "any": any, "all": all,
+    "any": any, "all": all, "uri": uri, "url": url, "urn": lambda v: uri(v, ["urn"]),
     # Paths are tested on the controller (this host), as Ansible tests them.
     "file": os.path.isfile, "directory": os.path.isdir, "link": os.path.islink,
     "exists": os.path.exists, "link_exists": os.path.lexists, "abs": os.path.isabs,
