@@ -36,14 +36,15 @@ class Undefined(jinja2.StrictUndefined):
 
 
 def _native_concat(values: Iterable[Any]) -> Any:
-    """A lone expression keeps its value as is: unlike Jinja's native mode, text that looks
-    like a literal ('22', '[1]', a to_json result) stays text, as in Ansible 2.19."""
+    """A template that outputs one value keeps it as is ('{{ x }}', '{% if a %}{{ x }}{%
+    endif %}'); unlike Jinja's native mode, text that looks like a literal ('22', '[1]', a
+    to_json result) stays text, as in Ansible 2.19. Anything more is text."""
     head = list(itertools.islice(values, 2))
     if not head:
-        return None
+        return ""
     if len(head) == 1:
         return _lists(head[0])
-    return "".join(str(v) for v in itertools.chain(head, values))
+    return "".join(str(_finalize(v)) for v in itertools.chain(head, values))
 
 
 def _lists(value: Any) -> Any:
@@ -81,7 +82,9 @@ class _NativeCodeGenerator(NativeCodeGenerator):
         # A constant lone expression ('{{ 22 }}', "{{ 'a' | to_json }}") keeps its type
         # too; Jinja's own joins it to text here and re-parses it later.
         values = list(group)
-        return repr(values[0]) if len(values) == 1 else repr("".join(map(str, values)))
+        if len(values) == 1:
+            return repr(values[0])
+        return repr("".join(str(_finalize(v)) for v in values))
 
 
 class _Native(_ArgsEnvironment, NativeEnvironment):
@@ -103,7 +106,6 @@ def _finalize(value: Any) -> Any:
 
 # Ansible templates every argument with trim_blocks on, like its template files.
 _native = _Native(undefined=Undefined, trim_blocks=True)
-_text = _ArgsEnvironment(undefined=Undefined, trim_blocks=True, finalize=_finalize)
 # Conditions: Ansible evaluates them without its backslash rule, so '\\d' in a `when` is
 # Jinja's own escape (as it was when conditions were `{% if %}` templates).
 _conditions = NativeEnvironment(undefined=Undefined)
@@ -119,6 +121,8 @@ def _trailing_newlines(source: str, result: str) -> str:
     keeps its newline even though trim_blocks ate it)."""
     missing = (len(source) - len(source.rstrip("\n"))) - (len(result) - len(result.rstrip("\n")))
     return result + "\n" * missing if missing > 0 else result
+
+
 def _now(utc: bool = False, fmt: str | None = None) -> Any:
     """Ansible's `now()`: the controller's time, formatted when fmt is given."""
     when = (datetime.datetime.now(datetime.UTC).replace(tzinfo=None) if utc
@@ -132,7 +136,7 @@ def _undef(hint: str | None = None) -> Undefined:
     return Undefined(hint=hint)
 
 
-for _env in (_native, _text, _files, _conditions):
+for _env in (_native, _files, _conditions):
     _env.filters.update(FILTERS)
     _env.tests.update(TESTS)
     _env.globals.update(now=_now, undef=_undef)
@@ -144,8 +148,8 @@ for _env in (_native, _text, _files, _conditions):
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled(native: bool, source: str) -> jinja2.Template:
-    return (_native if native else _text).from_string(source)
+def _compiled(source: str) -> jinja2.Template:
+    return _native.from_string(source)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -153,9 +157,9 @@ def check_template(source: str) -> None:
     """Load-time check of a template: syntax, unknown filters and tests, and what
     provision9p refuses (jinja2.TemplateSyntaxError, with the reason). Walks the parsed
     tree rather than compiling: a tenth of the cost, for every templated argument."""
-    tree = _text.parse(source)
-    for kind, table, nodes in (("filter", _text.filters, tree.find_all(jinja2.nodes.Filter)),
-                               ("test", _text.tests, tree.find_all(jinja2.nodes.Test))):
+    tree = _native.parse(source)
+    for kind, table, nodes in (("filter", _native.filters, tree.find_all(jinja2.nodes.Filter)),
+                               ("test", _native.tests, tree.find_all(jinja2.nodes.Test))):
         for node in nodes:
             name = node.name.removeprefix("ansible.builtin.").removeprefix("community.general.")
             if name in UNSUPPORTED:
@@ -175,17 +179,16 @@ def templated(value: Any) -> bool:
 
 
 def render(value: Any, variables: dict[str, Any]) -> Any:
-    """Templating as Ansible does it: '{{ x }}' alone keeps x's type; other text is text."""
+    """Templating as Ansible does it: '{{ x }}' alone keeps x's type; other text is text.
+    Arguments use Ansible's rules (see _RawStringLexer, _native_concat)."""
     try:
         if isinstance(value, str):
             if "{{" not in value and "{%" not in value:
                 return value
-            if value.startswith("{{") and value.endswith("}}") and value.count("{{") == 1:
-                result = _compiled(True, value).render(variables)
-                if isinstance(result, jinja2.Undefined):
-                    result._fail_with_undefined_error()
-                return result
-            return _trailing_newlines(value, _compiled(False, value).render(variables))
+            result = _compiled(value).render(variables)
+            if isinstance(result, jinja2.Undefined):
+                result._fail_with_undefined_error()
+            return _trailing_newlines(value, result) if isinstance(result, str) else result
         if isinstance(value, dict):
             return {k: render(v, variables) for k, v in value.items()}
         if isinstance(value, list):

@@ -210,6 +210,8 @@ TABLE: list[tuple[str, Any]] = [
     # how values come out: a lone expression keeps its type, text stays text
     ("{{ '22' }}", "22"), ("{{ 22 }}", 22), ("{{ '[1, 2]' }}", "[1, 2]"),
     ("{{ '0644' }}", "0644"), ("{{ none }}", None), ("x{{ none }}", "x"),
+    ("{% if managed %}{{ d1.l }}{% endif %}", [1, 2]), ("{% set x = 5 %}{{ x }}", 5),
+    ("{{ d1.a }}{# note #}", 1), ("{{ d1.a }}{{ d1.a }}", "11"), ("{{ d1.l }} ", "[1, 2] "),
     ("x {{ ('a', 'b') }}", "x ['a', 'b']"),
     ("{{ 'a\\b' }}", "a\\b"),
     ("{% if managed %}\nyes\n{% endif %}\n", "yes\n"),  # trim_blocks, as Ansible's
@@ -457,3 +459,80 @@ def test_template_files_render_as_ansibles_template_module(templar: Any, body: s
 
     theirs = templar.template(trust_as_template(body), escape_backslashes=False)
     assert template_renderer(dict(VARS))(body) == theirs
+
+
+ROLE_TASKS = r"""
+- name: settings file from a template
+  template:
+    src: app.conf.j2
+    dest: /etc/app.conf
+  when: app_version is version('2.0', '>=') and app_settings is defined
+- name: a line built with Ansible filters (backslashes as YAML leaves them)
+  copy:
+    content: "{{ 'user-42' | regex_replace('^(\\w+)-(\\d+)$', '\\2:\\1') }}
+      {{ [3, 1] | union([1, 2]) | join(',') }}\n"
+    dest: /etc/app.line
+- name: skipped by a version test
+  copy:
+    content: "never\n"
+    dest: /etc/never
+  when: app_version is version('10', '>=')
+- name: a user's hash, reproducible with a salt
+  copy:
+    content: "{{ 'secret' | password_hash('sha512', 'fixedsalt', rounds=5000) }}\n"
+    dest: /etc/app.hash
+"""
+TEMPLATE = """\
+{{ ansible_managed | comment }}
+{% for key, value in (defaults | combine(app_settings, recursive=true)) | dictsort %}
+{{ key }} = {{ value | to_json if value is mapping else value }}
+{% endfor %}
+"""
+
+
+def test_a_role_using_ansibles_filters_applies_then_changes_nothing(tmp_path: Path) -> None:
+    import io
+    import os
+    import stat
+
+    from provision9p.connect.tree import TreeConnection
+    from provision9p.lab import validate_text
+    from provision9p.rootfs.metadata import open_store
+    from provision9p.tasks.engine import Reporter, run_play
+
+    role = tmp_path / "roles/app"
+    for sub, text in (("tasks/main.yml", ROLE_TASKS), ("templates/app.conf.j2", TEMPLATE),
+                      ("defaults/main.yml",
+                       "app_version: '2.10'\ndefaults: {port: 80, tls: {enabled: false}}\n")):
+        (role / sub).parent.mkdir(parents=True, exist_ok=True)
+        (role / sub).write_text(text)
+    lab = validate_text(textwrap.dedent("""\
+        name: t
+        roles_path: [roles]
+        guests:
+          g:
+            roles: [app]
+            vars:
+              app_settings: {port: 8080, tls: {cert: /c.pem}}
+        """), str(tmp_path / "lab.yml"), tmp_path)
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (tree / "etc/group").write_text("root:x:0:\n")
+    conn = TreeConnection(tree, open_store("passthrough", tree, os.getuid(), os.getgid()), "g")
+
+    def play() -> Any:
+        out = io.StringIO()
+        recap = run_play(conn, lab.guests[0], lab, reporter=Reporter(out, diff=False))
+        assert recap.failed == 0, out.getvalue()
+        return recap
+
+    play()
+    conf = (tree / "etc/app.conf").read_text()
+    assert conf.startswith("#\n# ") and conf.splitlines()[2] == "#"
+    assert conf.endswith('port = 8080\ntls = {"enabled": false, "cert": "/c.pem"}\n')
+    assert (tree / "etc/app.line").read_text() == "42:user 1,2,3\n"
+    assert not (tree / "etc/never").exists()
+    assert (tree / "etc/app.hash").read_text() == sha_crypt(b"secret", b"fixedsalt") + "\n"
+    assert stat.S_ISREG(os.lstat(tree / "etc/app.conf").st_mode)
+    assert play().changed == 0
