@@ -48,15 +48,31 @@ def _native_concat(values: Iterable[Any]) -> Any:
 
 
 def _lists(value: Any) -> Any:
-    """Tuples (zip, product, subelements, dict items) come out as lists, as in Ansible."""
-    if isinstance(value, tuple):
-        return [_lists(v) for v in value]
-    if isinstance(value, list) and any(isinstance(v, list | tuple | dict) for v in value):
-        return [_lists(v) for v in value]
-    if isinstance(value, dict) and any(isinstance(v, list | tuple | dict)
-                                       for v in value.values()):
-        return {k: _lists(v) for k, v in value.items()}
+    """Tuples (zip, product, subelements, dict items) come out as lists, as in Ansible.
+    Values without tuples (nearly all) are returned as they are, uncopied."""
+    return _untuple(value) if _has_tuple(value) else value
+
+
+def _has_tuple(value: Any) -> bool:
+    kind = type(value)
+    if kind is tuple:
+        return True
+    if kind is list:
+        return any(type(v) in _CONTAINERS and _has_tuple(v) for v in value)
+    if kind is dict:
+        return any(type(v) in _CONTAINERS and _has_tuple(v) for v in value.values())
+    return False
+
+
+def _untuple(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_untuple(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _untuple(v) for k, v in value.items()}
     return value
+
+
+_CONTAINERS = (list, tuple, dict)
 
 
 class _RawStringLexer(jinja2.lexer.Lexer):

@@ -51,6 +51,7 @@ CASES: list[tuple[str, bool]] = [
     ("'1.0.0-rc.1' is version('1.0.0-beta.11', '>', version_type='semantic')", True),
     ("'1.0.0+b1' is version('1.0.0+b2', '==', version_type='semver')", True),
     ("ver is version('7', '>=', version_type='loose')", True),
+    ("ver is ansible.builtin.version('6', '>=')", True),
     # regular expressions: match anchors at the start, search does not
     ("'abc' is match('b')", False),
     ("'abc' is search('b')", True),
