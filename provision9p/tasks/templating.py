@@ -181,7 +181,9 @@ def check_template(source: str) -> None:
             if name in UNSUPPORTED:
                 raise jinja2.TemplateSyntaxError(UNSUPPORTED[name], node.lineno)
             if node.name not in table:
-                raise jinja2.TemplateSyntaxError(f"No {kind} named {node.name!r}.", node.lineno)
+                raise jinja2.TemplateSyntaxError(
+                    f"not supported by provision9p: the {kind} {node.name!r} (ansible-core's "
+                    f"{kind}s are; collections' are not)", node.lineno)
 
 
 def templated(value: Any) -> bool:

@@ -326,11 +326,11 @@ def test_undefined_is_a_task_error_with_the_name() -> None:
 def test_json_query_is_refused_at_load_with_the_reason() -> None:
     with pytest.raises(Exception, match="not supported by provision9p: the json_query filter"):
         check_template("{{ data | json_query('a[*].b') }}")
-    with pytest.raises(Exception, match="No filter named 'no_such_filter'"):
+    with pytest.raises(Exception, match="not supported by provision9p: the filter 'no_such_fil"):
         check_template("{{ data | no_such_filter }}")
     with pytest.raises(Exception, match="not supported by provision9p: the vault filter"):
         check_template("{{ secret | ansible.builtin.vault('pw') }}")
-    with pytest.raises(Exception, match="No test named 'no_such_test'"):
+    with pytest.raises(Exception, match="not supported by provision9p: the test 'no_such_test'"):
         check_template("{% if x is no_such_test %}{% endif %}")
     check_template("{{ data | combine({}) | to_nice_yaml }}")  # known ones pass
     check_template("{% if v is version('1', '>') %}{{ v | ansible.builtin.quote }}{% endif %}")
@@ -536,3 +536,22 @@ def test_a_role_using_ansibles_filters_applies_then_changes_nothing(tmp_path: Pa
     assert (tree / "etc/app.hash").read_text() == sha_crypt(b"secret", b"fixedsalt") + "\n"
     assert stat.S_ISREG(os.lstat(tree / "etc/app.conf").st_mode)
     assert play().changed == 0
+
+
+@pytest.mark.parametrize(("task", "message"), [
+    ("debug: {msg: \"{{ data | json_query('a[*]') }}\"}",
+     "not supported by provision9p: the json_query filter"),
+    ("debug: {msg: \"{{ addr | ipaddr('address') }}\"}",
+     "not supported by provision9p: the filter 'ipaddr'"),
+    ("debug: {msg: hi}\n  when: x is no_such_test", "not supported by provision9p: the test"),
+])
+def test_unsupported_filters_stop_the_role_at_load(tmp_path: Path, task: str,
+                                                   message: str) -> None:
+    from provision9p.errors import RoleError
+    from provision9p.tasks.roles import load_role
+
+    (tmp_path / "r/tasks").mkdir(parents=True)
+    (tmp_path / "r/tasks/main.yml").write_text(f"- name: ok\n  debug: {{msg: hi}}\n"
+                                               f"- name: bad\n  {task}\n")
+    with pytest.raises(RoleError, match=rf"role r, tasks/main.yml:3, task 'bad'.*{message}"):
+        load_role("r", [tmp_path])
