@@ -17,6 +17,7 @@ import yaml
 from provision9p.errors import RoleError, TaskError
 from provision9p.tasks.filters import FILTERS, TESTS
 from provision9p.tasks.modules import ALIASES, MODULES, check_args
+from provision9p.tasks.templating import check_template
 
 TASK_KEYWORDS = {
     "name", "when", "loop", "with_items", "loop_control", "register", "notify", "tags",
@@ -139,7 +140,7 @@ _env.tests.update(TESTS)
 def _check_templates(value: Any, where: str) -> None:
     if isinstance(value, str) and ("{{" in value or "{%" in value):
         try:
-            _env.parse(value)
+            check_template(value)
         except jinja2.TemplateSyntaxError as exc:
             raise RoleError(f"{where}: template error in {value!r}: {exc.message}") from None
     elif isinstance(value, dict):

@@ -198,7 +198,7 @@ def test_omit_subelements_and_result_tests() -> None:
 
     users = [{"name": "ann", "keys": ["k1", "k2"]}, {"name": "bob"}]
     assert render("{{ users | subelements('keys', skip_missing=True) }}",
-                  {"users": users}) == [(users[0], "k1"), (users[0], "k2")]
+                  {"users": users}) == [[users[0], "k1"], [users[0], "k2"]]  # as Ansible 2.19
     assert render("{{ u.uid | default(omit) }}", {"u": {}, "omit": OMIT}) == OMIT
     assert condition("r is changed", {"r": {"changed": True}})
     assert condition("r is not failed", {"r": {"changed": True}})
