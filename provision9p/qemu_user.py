@@ -16,6 +16,7 @@ from pathlib import Path
 
 from provision9p.errors import HostError
 from provision9p.lab.model import Share
+from provision9p.rootfs.security import model_of
 
 ACCOUNT = "provision9p"
 
@@ -33,7 +34,7 @@ class RunAs:
 
 def qemu_user(root: Share, *, create: bool = True) -> RunAs:
     """The account QEMU runs as for a guest whose root share is `root`."""
-    if root.security_model == "passthrough":
+    if model_of(root).qemu_needs_root:
         return RunAs(0, 0, "root")
     if os.geteuid() != 0:
         pw = pwd.getpwuid(os.geteuid())
