@@ -74,6 +74,19 @@ def test_fsdev_and_qemu_user_come_from_the_model() -> None:
                            security_model="passthrough")).is_root
 
 
+def test_one_passthrough_share_anywhere_runs_qemu_as_root() -> None:
+    """The lab warns "QEMU will run as root" for an extra passthrough share: so it must."""
+    guest = validate_text(textwrap.dedent("""
+        allow_passthrough: true
+        guests:
+          web:
+            shares:
+              - {path: data, mount_tag: data, mount: /mnt/data, security_model: passthrough}
+        """), "lab.yml", Path("/srv/lab")).guest("web")
+    assert not model_of(guest.root).qemu_needs_root
+    assert qemu_user(guest, create=False).is_root
+
+
 def test_libvirt_refuses_mapped_file_naming_what_works() -> None:
     guest = validate_text(textwrap.dedent("""
         guests:
