@@ -139,6 +139,11 @@ def test_every_store_gives_the_guest_the_same_view(tmp_path: Path, model: str) -
     assert store.readlink("l") == "d/f"
     assert store.read_bytes("d/f") == b"data"
     assert store.listdir("") == ["d", "fifo", "l", "null"]
+    with pytest.raises(FileExistsError):  # as symlink(2) and mknod(2): the name is taken
+        store.symlink("elsewhere", "l", 0, 0)
+    with pytest.raises(FileExistsError):
+        store.mknod("fifo", stat.S_IFIFO | 0o600, 0, 0, 0)
+    assert store.readlink("l") == "d/f" and store.lstat("fifo").gid == 5
     if security_model(model).mapped:  # QEMU's user owns the host side, 0600/0700
         for rel in ("d", "d/f", "l", "null"):
             st = os.lstat(root / rel)

@@ -175,23 +175,28 @@ class MappedStore(_Store):
         self._set_fields(rel, os.fsdecode(host) if host else self.path(rel), fields)
 
     def _create(self, rel: str, data: bytes, mode: int, uid: int, gid: int,
-                rdev: int | None = None) -> None:
-        """A new host file holding `data`, stamped before it takes its name (atomic)."""
+                rdev: int | None = None, *, replace: bool = False) -> None:
+        """A host file holding `data` for a new object (or, with `replace`, a new version).
+
+        A replacement is stamped before it takes the name, so readers never see it half
+        made; a new object fails, as symlink(2) and mknod(2) do, if the name is taken.
+        """
         p = self.path(rel)
-        tmp = _tmp_name(p)
-        write_new(tmp, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
+        fields = {"mode": mode, "uid": uid, "gid": gid}
+        if rdev:
+            fields["rdev"] = rdev
+        made = _tmp_name(p) if replace else p
+        write_new(made, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
         try:
-            fields = {"mode": mode, "uid": uid, "gid": gid}
-            if rdev:
-                fields["rdev"] = rdev
-            self._set_fields(rel, tmp, fields)
-            os.replace(tmp, p)
+            self._set_fields(rel, made, fields)
+            if replace:
+                os.replace(made, p)
         except BaseException:
-            os.unlink(tmp)
+            os.unlink(made)
             raise
 
     def write_bytes(self, rel: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-        self._create(rel, data, stat.S_IFREG | stat.S_IMODE(mode), uid, gid)
+        self._create(rel, data, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, replace=True)
 
     def symlink(self, target: str, rel: str, uid: int, gid: int) -> None:
         self._create(rel, os.fsencode(target), stat.S_IFLNK | 0o777, uid, gid)
