@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision9p.errors import HostError
-from provision9p.lab.model import Share
+from provision9p.lab.model import GuestSpec, Share
+from provision9p.rootfs.security import model_of
 
 ACCOUNT = "provision9p"
 
@@ -31,9 +32,13 @@ class RunAs:
         return self.uid == 0
 
 
-def qemu_user(root: Share, *, create: bool = True) -> RunAs:
-    """The account QEMU runs as for a guest whose root share is `root`."""
-    if root.security_model == "passthrough":
+def qemu_user(guest: GuestSpec | Share, *, create: bool = True) -> RunAs:
+    """The account QEMU runs as for `guest` (or a guest with only this root share).
+
+    Pass the guest: one passthrough share anywhere makes QEMU run as root.
+    """
+    shares = guest.all_shares if isinstance(guest, GuestSpec) else (guest,)
+    if any(model_of(s).qemu_needs_root for s in shares):
         return RunAs(0, 0, "root")
     if os.geteuid() != 0:
         pw = pwd.getpwuid(os.geteuid())

@@ -1,7 +1,7 @@
 """The same guest as a libvirt domain, for people who manage guests with libvirt.
 
-libvirt names QEMU's security models by access mode: mapped (mapped-xattr), passthrough,
-squash (none). It has no mapped-file. User-mode networking with a host port forward is
+libvirt names QEMU's security models by access mode (each model knows its own); it has
+none for mapped-file. User-mode networking with a host port forward is
 expressed with the passt backend's <portForward>; the SSH port is noted in a comment.
 """
 
@@ -12,9 +12,8 @@ import xml.etree.ElementTree as ET
 from provision9p.boot.qemu_argv import BootFiles, kernel_cmdline
 from provision9p.errors import UsageError
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec
+from provision9p.rootfs.security import MODELS, model_of
 
-ACCESSMODE = {"mapped-xattr": "mapped", "mapped": "mapped", "passthrough": "passthrough",
-              "none": "squash"}
 ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "s390x": "s390x"}
 
 
@@ -36,12 +35,13 @@ def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
     ET.SubElement(dom, "on_reboot").text = "destroy"
     devices = ET.SubElement(dom, "devices")
     for share in guest.all_shares:
-        if share.security_model not in ACCESSMODE:
+        accessmode = model_of(share).libvirt_accessmode
+        if accessmode is None:
+            *some, last = [m.name for m in MODELS.values() if m.libvirt_accessmode]
             raise UsageError(f"libvirt has no access mode for {share.security_model} "
                              f"(share {share.mount_tag})",
-                             hint="use mapped-xattr, passthrough or none for libvirt")
-        fs = ET.SubElement(devices, "filesystem", type="mount",
-                           accessmode=ACCESSMODE[share.security_model])
+                             hint=f"use {', '.join(some)} or {last} for libvirt")
+        fs = ET.SubElement(devices, "filesystem", type="mount", accessmode=accessmode)
         driver = ET.SubElement(fs, "driver", type="path")
         if share.writeout:
             driver.set("wrpolicy", share.writeout)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec, Share
+from provision9p.rootfs.security import model_of
 
 QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64",
                  "s390x": "qemu-system-s390x"}
@@ -47,7 +48,7 @@ def _mode(value: int) -> str:
 def fsdev_args(share: Share, ident: str) -> list[str]:
     """`-fsdev local,...` and its `-device` for one share."""
     opts = [f"local,id={ident}", f"path={qemu_opts_escape(str(share.path))}",
-            f"security_model={share.security_model}"]
+            *model_of(share).fsdev_options()]
     if share.readonly:
         opts.append("readonly=on")
     if share.fmode is not None:

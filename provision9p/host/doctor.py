@@ -22,6 +22,7 @@ from provision9p import paths, ui
 from provision9p.errors import CommandError, HostError
 from provision9p.host.facts import load_facts
 from provision9p.lab.model import LabSpec
+from provision9p.rootfs.security import model_of
 
 # Guest arch -> (QEMU program, Debian package that ships it).
 QEMU_PACKAGES = {
@@ -209,7 +210,7 @@ def run_checks(lab: LabSpec) -> list[Finding]:
     findings.append(check_root())
     findings += [check_kvm(a) for a in arches]
     xattr_shares = [s.path for g in lab.guests for s in g.all_shares
-                    if s.security_model == "mapped-xattr"]
+                    if model_of(s).needs_user_xattrs]
     findings += [check_user_xattrs(p) for p in _unique_by_device(xattr_shares)]
     places = [paths.data_home(), paths.cache_home(), lab.state_dir,
               *(s.path for g in lab.guests for s in g.all_shares)]

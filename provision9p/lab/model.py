@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-SECURITY_MODELS = ("mapped-xattr", "mapped-file", "passthrough", "none")
-MAPPED_MODELS = ("mapped-xattr", "mapped-file")
+# QEMU's security models by their canonical names; the lab folds the alias `mapped` into
+# mapped-xattr. What each one means lives in one object each (rootfs/security.py).
+SecurityModelName = Literal["mapped-xattr", "mapped-file", "passthrough", "none"]
+SECURITY_MODELS: tuple[SecurityModelName, ...] = get_args(SecurityModelName)
+MAPPED_MODELS: tuple[SecurityModelName, ...] = ("mapped-xattr", "mapped-file")
 TRANSPORTS = ("virtio-9p-pci", "virtio-9p-device", "virtio-9p-ccw")
 MULTIDEVS = ("remap", "forbid", "warn")
 # The kernel's cache= shortcuts (fs/9p/v9fs.c). There is no "writeback" shortcut: the
@@ -88,7 +91,7 @@ class Share:
 
     path: Path
     mount_tag: str
-    security_model: str = "mapped-xattr"
+    security_model: SecurityModelName = "mapped-xattr"
     mount: str = "/"
     readonly: bool = False
     # Permission bits (0..0o777) for files/dirs the guest creates; QEMU reads its number
@@ -99,10 +102,6 @@ class Share:
     writeout: str | None = None
     transport: str = "virtio-9p-pci"
     options: MountOptions = field(default_factory=MountOptions)
-
-    @property
-    def mapped(self) -> bool:
-        return self.security_model in MAPPED_MODELS
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from provision9p.lab.checker import Checker, P, show
 from provision9p.lab.model import (
@@ -23,6 +23,7 @@ from provision9p.lab.model import (
     VERSIONS,
     VIRTIO_MSIZE_CAP,
     MountOptions,
+    SecurityModelName,
     Share,
     transport_fits,
 )
@@ -108,8 +109,9 @@ def check_share(data: Any, path: P, check: Checker, ctx: ShareContext,
     if _present(s, path, "mount_tag", "the name the guest mounts it by", check):
         tag = _mount_tag(s, path, check)
 
-    model = check.string(s, path, "security_model", "mapped-xattr", SECURITY_NAMES)
-    model = "mapped-xattr" if model in (None, "mapped") else model
+    name = check.string(s, path, "security_model", "mapped-xattr", SECURITY_NAMES)
+    # From here on only canonical names: QEMU's `mapped` is its alias of mapped-xattr.
+    model = cast(SecurityModelName, "mapped-xattr" if name in (None, "mapped") else name)
     if model == "passthrough":
         if not ctx.allow_pt:
             check.err((*path, "security_model"), "passthrough needs QEMU to run as root and "

@@ -25,7 +25,6 @@ from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.qemu_user import RunAs, check_reachable, qemu_user
 from provision9p.rootfs import keys
-from provision9p.rootfs.convert import convert_in_place
 from provision9p.rootfs.debootstrap import base_key, base_tree
 from provision9p.rootfs.guest_kernel import (
     GuestKernel,
@@ -34,8 +33,8 @@ from provision9p.rootfs.guest_kernel import (
     prepare_kernel,
 )
 from provision9p.rootfs.guest_setup import SetupInputs, setup_tree
-from provision9p.rootfs.metadata import open_store
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
+from provision9p.rootfs.security import model_of
 from provision9p.state import GuestState, write_json
 
 # Bump when what the build writes into a tree changes, so old trees are rebuilt.
@@ -99,10 +98,11 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
 
     for path in (guest.root.path, *(s.path for s in guest.shares), lab.state_dir):
         check_reachable(path, run_as)
-    if guest.root.security_model in ("mapped-xattr", "mapped"):
+    model = model_of(guest.root)
+    if model.needs_user_xattrs:
         finding = check_user_xattrs(guest.root.path)
         if not finding.ok:
-            raise HostError(f"the root tree cannot use mapped-xattr: {finding.detail}",
+            raise HostError(f"the root tree cannot use {model.name}: {finding.detail}",
                             hint=finding.fix)
     stages: dict[str, float] = {}
 
@@ -142,13 +142,11 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
                     st.boot_dir.mkdir(parents=True, exist_ok=True)
                     build_initramfs(initrd_tmp, modules=mods, busybox=busybox_path())
                 timed("initramfs", t0)
-            if guest.root.mapped:
+            if model.mapped:
                 t0 = time.monotonic()
-                with ui.step(f"{guest.name}: {guest.root.security_model} metadata for "
-                             f"QEMU as {run_as.name}"):
-                    report = convert_in_place(staging, guest.root.security_model,
-                                              host_uid=run_as.uid, host_gid=run_as.gid,
-                                              capabilities=guest.rootfs.capabilities)
+                with ui.step(f"{guest.name}: {model.name} metadata for QEMU as {run_as.name}"):
+                    report = model.convert(staging, host_uid=run_as.uid, host_gid=run_as.gid,
+                                           capabilities=guest.rootfs.capabilities)
                     ui.info(f"    {report}")
                 timed("convert", t0)
             _install_boot_files(st, kernel, initrd_tmp)
@@ -194,10 +192,4 @@ def _prepare_extra_shares(guest: GuestSpec, run_as: RunAs) -> None:
         if share.path.exists():
             continue
         share.path.mkdir(parents=True)
-        if share.mapped or share.security_model == "none":
-            os.chown(share.path, run_as.uid, run_as.gid)
-        if share.mapped:
-            # The guest sees a root-owned 0755 directory, as it would on a disk.
-            store = open_store(share.security_model, share.path, run_as.uid, run_as.gid)
-            store.chown("", 0, 0)
-            store.chmod("", 0o755)
+        model_of(share).new_share_dir(share.path, run_as.uid, run_as.gid)

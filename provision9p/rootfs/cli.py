@@ -63,7 +63,7 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from provision9p.rootfs.export import export_tar, export_tree
+    from provision9p.rootfs.security import model_of
 
     _lab, guests = _lab_guests(args, need_guest=True)
     guest = guests[0]
@@ -72,8 +72,5 @@ def export_command(args: argparse.Namespace) -> int:
     if args.output.exists():
         raise UsageError(f"{args.output} exists; export never overwrites")
     with ui.step(f"exporting {guest.root.path} ({guest.root.security_model}) to {args.output}"):
-        if args.output.name.endswith(".tar"):
-            export_tar(guest.root.path, guest.root.security_model, args.output)
-        else:
-            export_tree(guest.root.path, guest.root.security_model, args.output)
+        model_of(guest.root).export(guest.root.path, args.output)
     return 0

@@ -16,7 +16,6 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import xattr
 
@@ -25,12 +24,9 @@ from provision9p.errors import BuildError
 from provision9p.rootfs.metadata.stores import (
     HOST_DIR_MODE,
     HOST_FILE_MODE,
-    MappedFileStore,
-    XattrStore,
+    MappedStore,
     write_new,
 )
-
-ACL_NAMES = (b"system.posix_acl_access", b"system.posix_acl_default")
 
 
 @dataclass
@@ -51,30 +47,28 @@ _KINDS = {stat.S_IFREG: "files", stat.S_IFDIR: "dirs", stat.S_IFLNK: "symlinks",
           stat.S_IFSOCK: "sockets"}
 
 
-def convert_in_place(tree: Path, model: str, *, host_uid: int, host_gid: int,
+def convert_in_place(store: MappedStore, model: str, *,
                      capabilities: str = "drop") -> ConvertReport:
-    """Convert `tree` (a real tree, as debootstrap made it) to `model`'s host layout."""
-    if model not in ("mapped-xattr", "mapped", "mapped-file"):
-        raise ValueError(f"{model} keeps the tree as it is")
+    """Convert the real tree at `store.root` (as debootstrap made it) to the store's layout.
+
+    `model` names the security model in messages.
+    """
     report = ConvertReport()
     start = time.monotonic()
     seen: dict[tuple[int, int], os.stat_result] = {}
-    mapped_file = model == "mapped-file"
-    root = os.fsencode(tree)
+    root = os.fsencode(store.root)
+    hidden = {os.fsencode(n) for n in store.hidden}
     last = start
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != b".virtfs_metadata"]
+        dirnames[:] = [d for d in dirnames if d not in hidden]
         for name in [*filenames, *dirnames]:
             path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            _convert_one(path, st, root, mapped_file, host_uid, host_gid, capabilities,
-                         report, seen)
+            _convert_one(store, path, os.lstat(path), root, capabilities, report, seen)
         now = time.monotonic()
         if now - last > 5:
             ui.info(f"    {sum(report.counts.values())} objects converted")
             last = now
-    _convert_one(root, os.lstat(root), root, mapped_file, host_uid, host_gid, capabilities,
-                 report, seen)
+    _convert_one(store, root, os.lstat(root), root, capabilities, report, seen)
     report.seconds = time.monotonic() - start
     if report.dropped_capabilities:
         names = ", ".join(report.dropped_capabilities[:8])
@@ -88,8 +82,8 @@ def convert_in_place(tree: Path, model: str, *, host_uid: int, host_gid: int,
     return report
 
 
-def _convert_one(path: bytes, st: os.stat_result, root: bytes, mapped_file: bool,
-                 host_uid: int, host_gid: int, capabilities: str, report: ConvertReport,
+def _convert_one(store: MappedStore, path: bytes, st: os.stat_result, root: bytes,
+                 capabilities: str, report: ConvertReport,
                  seen: dict[tuple[int, int], os.stat_result]) -> None:
     kind = stat.S_IFMT(st.st_mode)
     label = _KINDS.get(kind, "other")
@@ -98,50 +92,39 @@ def _convert_one(path: bytes, st: os.stat_result, root: bytes, mapped_file: bool
     inode = (st.st_dev, st.st_ino)
     if kind not in (stat.S_IFDIR, stat.S_IFLNK) and st.st_nlink > 1:
         if inode in seen:
-            # A hard link: the inode (and its xattrs) is done; mapped-file needs its own file,
-            # from the metadata the inode had before its first name was converted.
+            # A hard link: the inode is done; stamp this name with the metadata the inode
+            # had before its first name was converted (mapped-file keeps it per name).
             first = seen[inode]
-            if mapped_file:
-                _meta_store(root, host_uid, host_gid).write_meta(
-                    rel, first.st_mode, first.st_uid, first.st_gid, first.st_rdev or None)
+            store.record(rel, first.st_mode, first.st_uid, first.st_gid, _rdev(first),
+                         host=path)
             return
         seen[inode] = st
+    uid, gid = store.host_uid, store.host_gid
     if kind == stat.S_IFLNK:
         target = os.readlink(path)
         os.unlink(path)
-        write_new(path, target, host_uid, host_gid, HOST_FILE_MODE)
+        write_new(path, target, uid, gid, HOST_FILE_MODE)
     elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
         os.unlink(path)
-        write_new(path, b"", host_uid, host_gid, HOST_FILE_MODE)
+        write_new(path, b"", uid, gid, HOST_FILE_MODE)
     else:
-        keep = _move_xattrs(path, rel, mapped_file, capabilities, report)
-        os.chown(path, host_uid, host_gid)
+        keep = _move_xattrs(store, path, rel, capabilities, report)
+        os.chown(path, uid, gid)
         os.chmod(path, HOST_DIR_MODE if kind == stat.S_IFDIR else HOST_FILE_MODE)
         for name, value in keep.items():  # chmod rewrote the ACL's mask; put it back
             xattr.set(path, name, value, nofollow=True)
-    rdev = st.st_rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else None
-    if mapped_file:
-        _meta_store(root, host_uid, host_gid).write_meta(rel, st.st_mode, st.st_uid,
-                                                         st.st_gid, rdev)
-    else:
-        XattrStore.set_attrs(os.fsdecode(path), st.st_mode, st.st_uid, st.st_gid, rdev)
+    store.record(rel, st.st_mode, st.st_uid, st.st_gid, _rdev(st), host=path)
 
 
-_stores: dict[tuple[bytes, int, int], MappedFileStore] = {}
+def _rdev(st: os.stat_result) -> int | None:
+    return st.st_rdev if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else None
 
 
-def _meta_store(root: bytes, uid: int, gid: int) -> MappedFileStore:
-    key = (root, uid, gid)
-    if key not in _stores:
-        _stores[key] = MappedFileStore(Path(os.fsdecode(root)), uid, gid)
-    return _stores[key]
-
-
-def _move_xattrs(path: bytes, rel: str, mapped_file: bool, capabilities: str,
+def _move_xattrs(store: MappedStore, path: bytes, rel: str, capabilities: str,
                  report: ConvertReport) -> dict[bytes, bytes]:
-    """ACLs to where QEMU's mapped model reads them; what it cannot carry, dropped.
+    """ACLs to where the store keeps them; what QEMU's mapped models cannot carry, dropped.
 
-    Returns the ACLs that stay on the host file (mapped-file) to restore after chmod.
+    Returns the ACLs that stay where they are (mapped-file), to restore after chmod.
     """
     keep: dict[bytes, bytes] = {}
     try:
@@ -151,12 +134,13 @@ def _move_xattrs(path: bytes, rel: str, mapped_file: bool, capabilities: str,
     for name in names:
         if name.startswith(b"user."):
             continue
-        if name in ACL_NAMES:
-            if mapped_file:  # mapped-file passes xattrs (ACLs included) straight through
-                keep[name] = xattr.get(path, name, nofollow=True)
-                continue
+        if name in store.acl_names:
             value = xattr.get(path, name, nofollow=True)
-            xattr.set(path, b"user.virtfs." + name, value, nofollow=True)
+            host_name = store.acl_names[name]
+            if host_name == name:
+                keep[name] = value
+                continue
+            xattr.set(path, host_name, value, nofollow=True)
             xattr.remove(path, name, nofollow=True)
         elif name == b"security.capability":
             report.dropped_capabilities.append("/" + rel)

@@ -20,11 +20,8 @@ from pathlib import Path
 import xattr
 
 from provision9p.errors import BuildError
-from provision9p.rootfs.metadata import open_store
 from provision9p.rootfs.metadata.base import GuestStat, MetadataStore
-
-_ACL_MAP = {b"user.virtfs.system.posix_acl_access": b"system.posix_acl_access",
-            b"user.virtfs.system.posix_acl_default": b"system.posix_acl_default"}
+from provision9p.rootfs.metadata.stores import ACL_NAMES
 
 
 def _walk(store: MetadataStore, rel: str = "") -> Iterator[tuple[str, GuestStat]]:
@@ -36,40 +33,17 @@ def _walk(store: MetadataStore, rel: str = "") -> Iterator[tuple[str, GuestStat]
             yield from _walk(store, child)
 
 
-def _true_xattrs(host: str, model: str) -> dict[bytes, bytes]:
-    """The xattrs the guest sees: user.* (minus QEMU's own) and ACLs under their real names."""
-    out: dict[bytes, bytes] = {}
-    try:
-        names = xattr.list(host, nofollow=True)
-    except OSError:
-        return out
-    for name in names:
-        if name in _ACL_MAP and model != "mapped-file":
-            out[_ACL_MAP[name]] = xattr.get(host, name, nofollow=True)
-        elif name.startswith(b"user.virtfs."):
-            continue
-        elif name.startswith(b"user.") or (model == "mapped-file"
-                                           and name.startswith(b"system.posix_acl")):
-            out[name] = xattr.get(host, name, nofollow=True)
-    return out
-
-
-def _host(src: Path, rel: str) -> str:
-    return os.path.join(str(src), rel)
-
-
-def export_tree(src: Path, model: str, dest: Path) -> None:
-    """Write `src` (in `model`'s layout) to a new directory `dest` with real metadata."""
+def export_tree(store: MetadataStore, dest: Path) -> None:
+    """Write the store's tree to a new directory `dest` with the real metadata."""
     if dest.exists():
         raise BuildError(f"{dest} exists; export never overwrites")
-    store = open_store(model, src, 0, 0)
     root_st = store.lstat("")
     dest.mkdir(parents=True)
     links: dict[tuple[int, int], str] = {}
     dirs: list[tuple[str, GuestStat]] = [("", root_st)]
     for rel, st in _walk(store):
         out = os.path.join(str(dest), rel)
-        host_st = os.lstat(_host(src, rel))
+        host_st = os.lstat(store.path(rel))
         kind = stat.S_IFMT(st.mode)
         key = (host_st.st_dev, host_st.st_ino)
         if kind not in (stat.S_IFDIR,) and host_st.st_nlink > 1 and key in links:
@@ -92,10 +66,10 @@ def export_tree(src: Path, model: str, dest: Path) -> None:
                 s.bind(out)
         else:
             os.mknod(out, kind | 0o600, st.rdev)
-        _finish(out, st, _true_xattrs(_host(src, rel), model))
+        _finish(out, st, store.guest_xattrs(rel))
     for rel, st in reversed(dirs):  # dirs last: their modes may forbid writing into them
         out = os.path.join(str(dest), rel) if rel else str(dest)
-        _finish(out, st, _true_xattrs(_host(src, rel), model))
+        _finish(out, st, store.guest_xattrs(rel))
 
 
 def _finish(path: str, st: GuestStat, xattrs: dict[bytes, bytes]) -> None:
@@ -105,11 +79,10 @@ def _finish(path: str, st: GuestStat, xattrs: dict[bytes, bytes]) -> None:
         xattr.set(path, name, value, nofollow=True)
 
 
-def export_tar(src: Path, model: str, out: Path) -> None:
-    """A PAX tar of `src` with the true metadata (xattrs as SCHILY.xattr.* records)."""
+def export_tar(store: MetadataStore, out: Path) -> None:
+    """A PAX tar of the store's tree with the true metadata (xattrs as SCHILY.xattr.*)."""
     if out.exists():
         raise BuildError(f"{out} exists; export never overwrites")
-    store = open_store(model, src, 0, 0)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     links: dict[tuple[int, int], str] = {}
     try:
@@ -117,7 +90,7 @@ def export_tar(src: Path, model: str, out: Path) -> None:
             entries = [("", store.lstat("")), *_walk(store)]
             for rel, st in entries:
                 name = f"./{rel}" if rel else "."
-                host_st = os.lstat(_host(src, rel))
+                host_st = os.lstat(store.path(rel))
                 info = tarfile.TarInfo(name)
                 info.uid, info.gid = st.uid, st.gid
                 info.mode = stat.S_IMODE(st.mode)
@@ -143,7 +116,7 @@ def export_tar(src: Path, model: str, out: Path) -> None:
                         info.type = tarfile.FIFOTYPE
                     else:
                         continue  # tar cannot hold a socket
-                info.pax_headers = _pax_xattrs(_true_xattrs(_host(src, rel), model))
+                info.pax_headers = _pax_xattrs(store.guest_xattrs(rel))
                 tar.addfile(info, io.BytesIO(data) if data is not None else None)
         os.replace(tmp, out)
     finally:
@@ -153,8 +126,7 @@ def export_tar(src: Path, model: str, out: Path) -> None:
 
 _ACL_TAGS = {0x01: "user:", 0x02: "user:", 0x04: "group:", 0x08: "group:", 0x10: "mask:",
              0x20: "other:"}
-_TAR_ACL = {b"system.posix_acl_access": "SCHILY.acl.access",
-            b"system.posix_acl_default": "SCHILY.acl.default"}
+_TAR_ACL = dict(zip(ACL_NAMES, ("SCHILY.acl.access", "SCHILY.acl.default"), strict=True))
 
 
 def acl_text(value: bytes) -> str:

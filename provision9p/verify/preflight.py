@@ -1,8 +1,8 @@
 """Before boot: say what a guest cannot read through a mapped share.
 
-An extra share is the user's own data and is never converted. Through mapped-xattr
-or mapped-file, QEMU reads a real host symlink or device node as something the guest
-cannot use (DESIGN.md), so name a few and suggest security_model=none.
+An extra share is the user's own data and is never converted. Through a mapped model,
+QEMU reads a real host symlink or device node as something the guest cannot use
+(DESIGN.md), so name a few and suggest security_model=none.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from provision9p.lab.model import GuestSpec
+from provision9p.rootfs.security import model_of
 
 SCAN_LIMIT = 50_000
 
@@ -42,7 +43,7 @@ def unreadable_objects(root: Path, limit: int = 5) -> list[str]:
 def share_warnings(guest: GuestSpec) -> list[str]:
     out = []
     for share in guest.shares:
-        if not share.mapped or not share.path.is_dir():
+        if not model_of(share).mapped or not share.path.is_dir():
             continue
         bad = unreadable_objects(share.path)
         if bad:

@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from typing import Any
 
 import pytest
+
+from provision9p.rootfs.security import security_model
 
 
 def _mount_entry(host: Any, mount: str) -> dict[str, str]:
@@ -72,13 +75,19 @@ def test_guest_write_reaches_host(host: Any, share: dict[str, Any], host_store: 
     data = secrets.token_hex(16)
     res = host.run(f"printf %s {data} > {path} && chown 4242:4343 {path} && chmod 0640 {path}")
     assert res.rc == 0, res.stderr
+    owner = security_model(share["security_model"]).owner_on_host
     try:
         st = host_store.lstat(name)
         assert host_store.read_bytes(name) == data.encode()
-        if share["security_model"] == "none":
-            return  # 'none' stores no guest owners; QEMU's user owns everything.
+        if owner.kept_apart:  # QEMU wrote the file as its own user, not as the guest's
+            real = os.lstat(host_store.path(name))
+            assert (real.st_uid, real.st_gid) == (host_store.host_uid, host_store.host_gid), (
+                f"the host file is {real.st_uid}:{real.st_gid}, not QEMU's user's")
+        if not owner.guest_owner_kept:
+            return
         assert (st.uid, st.gid, st.perm) == (4242, 4343, 0o640), (
-            f"stored as {st.uid}:{st.gid} {st.perm:o} by {share['security_model']}")
+            f"stored as {st.uid}:{st.gid} {st.perm:o} by {share['security_model']}, "
+            f"which keeps the owner {owner.value}")
     finally:
         host.run(f"rm -f {path}")
 

@@ -16,7 +16,7 @@ from integration import fidelity
 
 from provision9p.lab.model import Share
 from provision9p.qemu_user import qemu_user
-from provision9p.rootfs.convert import convert_in_place
+from provision9p.rootfs.security import security_model
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -78,7 +78,8 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     for name, model in (("fidelity", "mapped-xattr"), ("fidelity-file", "mapped-file")):
         subprocess.run(["cp", "-a", str(lab_dir / "fid-src"), str(lab_dir / name)],
                        check=True)
-        convert_in_place(lab_dir / name, model, host_uid=run_as.uid, host_gid=run_as.gid)
+        security_model(model).convert(lab_dir / name, host_uid=run_as.uid,
+                                      host_gid=run_as.gid)
     yield path
     p9("down", str(path), "--timeout", "5")
 

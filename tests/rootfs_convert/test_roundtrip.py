@@ -19,9 +19,8 @@ import xattr
 from integration import fidelity
 
 from provision9p.errors import BuildError
-from provision9p.rootfs.convert import convert_in_place
-from provision9p.rootfs.export import acl_text, export_tar, export_tree
-from provision9p.rootfs.metadata import open_store
+from provision9p.rootfs.export import acl_text
+from provision9p.rootfs.security import security_model
 
 pytestmark = pytest.mark.tree
 HOST_UID, HOST_GID = 4321, 4322
@@ -32,14 +31,14 @@ def _converted(tmp_path: Path, model: str) -> tuple[Path, Path]:
     fidelity.make_source(src)
     conv = tmp_path / "conv"
     subprocess.run(["cp", "-a", str(src), str(conv)], check=True)
-    convert_in_place(conv, model, host_uid=HOST_UID, host_gid=HOST_GID)
+    security_model(model).convert(conv, host_uid=HOST_UID, host_gid=HOST_GID)
     return src, conv
 
 
 @pytest.mark.parametrize("model", ["mapped-xattr", "mapped-file"])
 def test_store_reads_back_the_source(tmp_path: Path, model: str) -> None:
     src, conv = _converted(tmp_path, model)
-    store = open_store(model, conv, HOST_UID, HOST_GID)
+    store = security_model(model).store(conv, HOST_UID, HOST_GID)
     for dirpath, dirnames, filenames in os.walk(os.fsencode(src)):
         for name in [*dirnames, *filenames]:
             full = os.path.join(dirpath, name)
@@ -91,14 +90,14 @@ def test_mapped_xattr_format_is_qemus(tmp_path: Path) -> None:
 def test_export_tree_reproduces_the_source(tmp_path: Path, model: str) -> None:
     src, conv = _converted(tmp_path, model)
     out = tmp_path / "out"
-    export_tree(conv, model, out)
+    security_model(model).export(conv, out)
     assert fidelity.host_view(out) == fidelity.host_view(src)
 
 
 def test_export_tar_reproduces_the_source_but_sockets(tmp_path: Path) -> None:
     src, conv = _converted(tmp_path, "mapped-xattr")
     tar = tmp_path / "tree.tar"
-    export_tar(conv, "mapped-xattr", tar)
+    security_model("mapped-xattr").export(conv, tar)
     out = tmp_path / "x"
     out.mkdir()
     subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "--acls", "-xpf", str(tar),
@@ -121,7 +120,8 @@ def _with_capability(tmp_path: Path) -> Path:
 
 def test_file_capabilities_are_dropped_and_named(tmp_path: Path) -> None:
     tree = _with_capability(tmp_path)
-    report = convert_in_place(tree, "mapped-xattr", host_uid=HOST_UID, host_gid=HOST_GID)
+    report = security_model("mapped-xattr").convert(tree, host_uid=HOST_UID, host_gid=HOST_GID)
+    assert report is not None
     assert report.dropped_capabilities == ["/ping"]
     assert b"security.capability" not in xattr.list(str(tree / "ping"))
 
@@ -129,5 +129,5 @@ def test_file_capabilities_are_dropped_and_named(tmp_path: Path) -> None:
 def test_file_capabilities_can_be_refused(tmp_path: Path) -> None:
     tree = _with_capability(tmp_path)
     with pytest.raises(BuildError, match="/ping"):
-        convert_in_place(tree, "mapped-xattr", host_uid=HOST_UID, host_gid=HOST_GID,
-                         capabilities="fail")
+        security_model("mapped-xattr").convert(tree, host_uid=HOST_UID, host_gid=HOST_GID,
+                                               capabilities="fail")

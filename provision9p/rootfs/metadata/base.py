@@ -9,6 +9,7 @@ All paths are relative to the share's root and are never followed out of it.
 from __future__ import annotations
 
 import stat as stat_mod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,13 @@ class GuestStat:
 class MetadataStore(Protocol):
     """Guest-view access to a share's files, in the share's security model."""
 
+    # ACL xattr as the guest names it -> where the model keeps it on the host.
+    acl_names: Mapping[bytes, bytes]
+
+    def path(self, rel: str) -> str:
+        """The host path of `rel`, refusing any symlink on the way there."""
+        ...
+
     def lstat(self, rel: str) -> GuestStat:
         """Raise FileNotFoundError when there is nothing at `rel`."""
         ...
@@ -77,4 +85,16 @@ class MetadataStore(Protocol):
 
     def listdir(self, rel: str) -> list[str]:
         """Names in a directory, without the model's own bookkeeping (.virtfs_metadata)."""
+        ...
+
+    def record(self, rel: str, mode: int, uid: int, gid: int, rdev: int | None = None, *,
+               host: str | bytes | None = None) -> None:
+        """Every guest field of an object already there (how a conversion stamps it).
+
+        `host`: its host path, when the caller has walked there without following links.
+        """
+        ...
+
+    def guest_xattrs(self, rel: str) -> dict[bytes, bytes]:
+        """The xattrs the guest sees: user.* and ACLs, under the guest's names."""
         ...

@@ -7,8 +7,10 @@
   `<dir>/.virtfs_metadata/<name>` (the share root's in `.virtfs_metadata_root`).
 - PlainStore (passthrough, none): the host's own owners, modes, links and nodes.
 
-Host-side, the mapped stores create files 0600 and dirs 0700 owned by QEMU's user,
-as QEMU does itself. No path is followed through a symlink out of the share.
+The two mapped stores differ only in where the fields live (`_fields`, `_set_fields`,
+`_forget`); every operation is written once in MappedStore. Host-side they create files
+0600 and dirs 0700 owned by QEMU's user, as QEMU does itself. No path is followed through
+a symlink out of the share.
 """
 
 from __future__ import annotations
@@ -17,18 +19,26 @@ import contextlib
 import os
 import stat
 import struct
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import xattr
 
 from provision9p.rootfs.metadata.base import GuestStat
 
-UID, GID, MODE, RDEV = (b"user.virtfs.uid", b"user.virtfs.gid", b"user.virtfs.mode",
-                        b"user.virtfs.rdev")
 HOST_FILE_MODE = 0o600
 HOST_DIR_MODE = 0o700
 META_DIR = ".virtfs_metadata"
 META_ROOT = ".virtfs_metadata_root"
+# POSIX ACLs as Linux names them; mapped-xattr keeps them under user.virtfs.<name>
+# (QEMU 9p-posix-acl.c), every other model as they are.
+ACL_NAMES = (b"system.posix_acl_access", b"system.posix_acl_default")
+QEMU_XATTR_PREFIX = b"user.virtfs."
+# Each field's xattr (mapped-xattr) and little-endian width: rdev is a dev_t.
+_XATTR_FIELDS = {"uid": (b"user.virtfs.uid", "<I"), "gid": (b"user.virtfs.gid", "<I"),
+                 "mode": (b"user.virtfs.mode", "<I"), "rdev": (b"user.virtfs.rdev", "<Q")}
+_FIELD_ORDER = ("uid", "gid", "mode", "rdev")
 
 
 def _host_path(root: Path, rel: str) -> str:
@@ -69,17 +79,85 @@ def _tmp_name(path: str) -> str:
     return os.path.join(d, f".{name}.p9tmp-{os.getpid()}")
 
 
-class _MappedStore:
-    """What both mapped models share: QEMU's user owns everything; a symlink is a file."""
+def _host_stat(st: os.stat_result) -> GuestStat:
+    return GuestStat(st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_rdev, st.st_nlink,
+                     st.st_mtime)
 
-    def __init__(self, root: Path, host_uid: int, host_gid: int) -> None:
+
+class _Store:
+    """What every store shares: paths inside the share, reading, listing, removing."""
+
+    hidden: tuple[str, ...] = ()  # the model's own bookkeeping, never shown to the guest
+    # ACL xattr as the guest names it -> where this model keeps it on the host.
+    acl_names: Mapping[bytes, bytes] = MappingProxyType({n: n for n in ACL_NAMES})
+
+    def __init__(self, root: Path, host_uid: int = -1, host_gid: int = -1) -> None:
+        # host_uid/gid: QEMU's user, who owns what a mapped model creates (-1: unknown)
         self.root, self.host_uid, self.host_gid = root, host_uid, host_gid
 
     def path(self, rel: str) -> str:
         return _host_path(self.root, rel)
 
-    def lstat(self, rel: str) -> GuestStat:
+    def read_bytes(self, rel: str) -> bytes:
+        return _read_nofollow(self.path(rel))
+
+    def listdir(self, rel: str) -> list[str]:
+        return sorted(n for n in os.listdir(self.path(rel)) if n not in self.hidden)
+
+    def unlink(self, rel: str) -> None:
+        os.unlink(self.path(rel))
+        self._forget(rel)
+
+    def rmdir(self, rel: str) -> None:
+        p = self.path(rel)
+        for name in self.hidden:  # an empty bookkeeping dir would keep rmdir from working
+            inner = os.path.join(p, name)
+            if os.path.isdir(inner) and not os.listdir(inner):
+                os.rmdir(inner)
+        os.rmdir(p)
+        self._forget(rel)
+
+    def _forget(self, rel: str) -> None:
+        """Drop what the model keeps about `rel` apart from the object itself."""
+
+    def guest_xattrs(self, rel: str) -> dict[bytes, bytes]:
+        """user.* xattrs (less QEMU's own fields) and ACLs under the names the guest knows."""
+        p = self.path(rel)
+        out: dict[bytes, bytes] = {}
+        try:
+            names = xattr.list(p, nofollow=True)
+        except OSError:
+            return out
+        guest_name = {host: guest for guest, host in self.acl_names.items()}
+        for name in names:
+            if name in guest_name:
+                out[guest_name[name]] = xattr.get(p, name, nofollow=True)
+            elif name.startswith(b"user.") and not name.startswith(QEMU_XATTR_PREFIX):
+                out[name] = xattr.get(p, name, nofollow=True)
+        return out
+
+
+class MappedStore(_Store):
+    """Both mapped models: QEMU's user owns every host object; symlinks, devices, FIFOs
+    and sockets are regular files; the guest's fields are kept beside the data."""
+
+    def _fields(self, rel: str, host: str) -> dict[str, int]:
+        """The guest fields kept for `rel` (whose object is at `host`)."""
         raise NotImplementedError
+
+    def _set_fields(self, rel: str, host: str, fields: Mapping[str, int]) -> None:
+        """Keep `fields` for `rel`, whose object is (for now) at `host`; others stay."""
+        raise NotImplementedError
+
+    def lstat(self, rel: str) -> GuestStat:
+        p = self.path(rel)
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):  # a real host symlink (user data): QEMU shows it as is
+            return _host_stat(st)
+        f = self._fields(rel, p)
+        return GuestStat(f.get("mode", st.st_mode), f.get("uid", st.st_uid),
+                         f.get("gid", st.st_gid), st.st_size, f.get("rdev", 0), st.st_nlink,
+                         st.st_mtime)
 
     def readlink(self, rel: str) -> str:
         p = self.path(rel)
@@ -89,95 +167,84 @@ class _MappedStore:
             raise OSError(22, "not a symlink", p)
         return os.fsdecode(_read_nofollow(p))
 
-    def read_bytes(self, rel: str) -> bytes:
-        return _read_nofollow(self.path(rel))
+    def record(self, rel: str, mode: int, uid: int, gid: int, rdev: int | None = None, *,
+               host: str | bytes | None = None) -> None:
+        fields = {"mode": mode, "uid": uid, "gid": gid}
+        if rdev:
+            fields["rdev"] = rdev
+        self._set_fields(rel, os.fsdecode(host) if host else self.path(rel), fields)
 
+    def _create(self, rel: str, data: bytes, mode: int, uid: int, gid: int,
+                rdev: int | None = None, *, replace: bool = False) -> None:
+        """A host file holding `data` for a new object (or, with `replace`, a new version).
 
-class XattrStore(_MappedStore):
-    """mapped-xattr: guest metadata in user.virtfs.* xattrs."""
-
-    @staticmethod
-    def set_attrs(path: str, mode: int | None, uid: int | None, gid: int | None,
-                  rdev: int | None = None) -> None:
-        if uid is not None:
-            xattr.set(path, UID, struct.pack("<I", uid), nofollow=True)
-        if gid is not None:
-            xattr.set(path, GID, struct.pack("<I", gid), nofollow=True)
-        if mode is not None:
-            xattr.set(path, MODE, struct.pack("<I", mode), nofollow=True)
-        if rdev is not None:
-            xattr.set(path, RDEV, struct.pack("<Q", rdev), nofollow=True)
-
-    @staticmethod
-    def _get(path: str, name: bytes, fmt: str) -> int | None:
-        try:
-            value = xattr.get(path, name, nofollow=True)
-        except OSError:
-            return None
-        return int(struct.unpack(fmt, value[:struct.calcsize(fmt)])[0])
-
-    def lstat(self, rel: str) -> GuestStat:
+        A replacement is stamped before it takes the name, so readers never see it half
+        made; a new object fails, as symlink(2) and mknod(2) do, if the name is taken.
+        """
         p = self.path(rel)
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode):  # a real host symlink: QEMU shows the host's view
-            return GuestStat(st.st_mode, st.st_uid, st.st_gid, st.st_size, 0, st.st_nlink,
-                             st.st_mtime)
-        mode = self._get(p, MODE, "<I")
-        uid = self._get(p, UID, "<I")
-        gid = self._get(p, GID, "<I")
-        rdev = self._get(p, RDEV, "<Q")
-        return GuestStat(mode if mode is not None else st.st_mode,
-                         uid if uid is not None else st.st_uid,
-                         gid if gid is not None else st.st_gid,
-                         st.st_size, rdev or 0, st.st_nlink, st.st_mtime)
-
+        fields = {"mode": mode, "uid": uid, "gid": gid}
+        if rdev:
+            fields["rdev"] = rdev
+        made = _tmp_name(p) if replace else p
+        write_new(made, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
+        try:
+            self._set_fields(rel, made, fields)
+            if replace:
+                os.replace(made, p)
+        except BaseException:
+            os.unlink(made)
+            raise
 
     def write_bytes(self, rel: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-        p = self.path(rel)
-        tmp = _tmp_name(p)
-        write_new(tmp, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
-        try:
-            self.set_attrs(tmp, stat.S_IFREG | stat.S_IMODE(mode), uid, gid)
-            os.replace(tmp, p)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        self._create(rel, data, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, replace=True)
+
+    def symlink(self, target: str, rel: str, uid: int, gid: int) -> None:
+        self._create(rel, os.fsencode(target), stat.S_IFLNK | 0o777, uid, gid)
+
+    def mknod(self, rel: str, mode: int, rdev: int, uid: int, gid: int) -> None:
+        self._create(rel, b"", mode, uid, gid, rdev)
 
     def mkdir(self, rel: str, mode: int, uid: int, gid: int) -> None:
         p = self.path(rel)
         os.mkdir(p, HOST_DIR_MODE)
         os.chown(p, self.host_uid, self.host_gid)
-        self.set_attrs(p, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid)
-
-    def symlink(self, target: str, rel: str, uid: int, gid: int) -> None:
-        p = self.path(rel)
-        write_new(p, os.fsencode(target), self.host_uid, self.host_gid, HOST_FILE_MODE)
-        self.set_attrs(p, stat.S_IFLNK | 0o777, uid, gid)
-
-    def mknod(self, rel: str, mode: int, rdev: int, uid: int, gid: int) -> None:
-        p = self.path(rel)
-        write_new(p, b"", self.host_uid, self.host_gid, HOST_FILE_MODE)
-        self.set_attrs(p, mode, uid, gid, rdev if rdev else None)
+        self._set_fields(rel, p, {"mode": stat.S_IFDIR | stat.S_IMODE(mode), "uid": uid,
+                                  "gid": gid})
 
     def chown(self, rel: str, uid: int, gid: int) -> None:
-        self.set_attrs(self.path(rel), None, uid, gid)
+        self._set_fields(rel, self.path(rel), {"uid": uid, "gid": gid})
 
     def chmod(self, rel: str, perm: int) -> None:
         st = self.lstat(rel)
-        self.set_attrs(self.path(rel), stat.S_IFMT(st.mode) | (perm & 0o7777), None, None)
-
-    def unlink(self, rel: str) -> None:
-        os.unlink(self.path(rel))
-
-    def rmdir(self, rel: str) -> None:
-        os.rmdir(self.path(rel))
-
-    def listdir(self, rel: str) -> list[str]:
-        return sorted(os.listdir(self.path(rel)))
+        self._set_fields(rel, self.path(rel), {"mode": stat.S_IFMT(st.mode) | (perm & 0o7777)})
 
 
-class MappedFileStore(_MappedStore):
+class XattrStore(MappedStore):
+    """mapped-xattr: guest metadata in user.virtfs.* xattrs on the object's inode."""
+
+    acl_names = MappingProxyType({n: QEMU_XATTR_PREFIX + n for n in ACL_NAMES})
+
+    def _fields(self, rel: str, host: str) -> dict[str, int]:
+        out = {}
+        for key, (name, fmt) in _XATTR_FIELDS.items():
+            try:
+                value = xattr.get(host, name, nofollow=True)
+            except OSError:
+                continue
+            out[key] = int(struct.unpack(fmt, value[:struct.calcsize(fmt)])[0])
+        return out
+
+    def _set_fields(self, rel: str, host: str, fields: Mapping[str, int]) -> None:
+        for key in _FIELD_ORDER:
+            if key in fields:
+                name, fmt = _XATTR_FIELDS[key]
+                xattr.set(host, name, struct.pack(fmt, fields[key]), nofollow=True)
+
+
+class MappedFileStore(MappedStore):
     """mapped-file: guest metadata in .virtfs_metadata files beside the objects."""
+
+    hidden = (META_DIR, META_ROOT)
 
     def meta_path(self, rel: str) -> str:
         rel = rel.strip("/")
@@ -186,7 +253,7 @@ class MappedFileStore(_MappedStore):
         d, name = os.path.split(self.path(rel))
         return os.path.join(d, META_DIR, name)
 
-    def read_meta(self, rel: str) -> dict[str, int]:
+    def _fields(self, rel: str, host: str) -> dict[str, int]:
         out: dict[str, int] = {}
         try:
             with open(self.meta_path(rel), "rb") as f:
@@ -198,97 +265,31 @@ class MappedFileStore(_MappedStore):
             pass
         return out
 
-    def write_meta(self, rel: str, mode: int | None, uid: int | None, gid: int | None,
-                   rdev: int | None = None) -> None:
-        meta = self.read_meta(rel)
-        for key, value in (("uid", uid), ("gid", gid), ("mode", mode), ("rdev", rdev)):
-            if value is not None:
-                meta[key] = value
+    def _set_fields(self, rel: str, host: str, fields: Mapping[str, int]) -> None:
+        meta = {**self._fields(rel, host), **fields}
         path = self.meta_path(rel)
         d = os.path.dirname(path)
         if rel.strip("/") and not os.path.isdir(d):
             os.mkdir(d, HOST_DIR_MODE)
             os.chown(d, self.host_uid, self.host_gid)
-        text = "".join(f"virtfs.{k}={meta[k]}\n" for k in ("uid", "gid", "mode", "rdev")
-                       if k in meta).encode()
+        text = "".join(f"virtfs.{k}={meta[k]}\n" for k in _FIELD_ORDER if k in meta)
         tmp = _tmp_name(path)
-        write_new(tmp, text, self.host_uid, self.host_gid, HOST_FILE_MODE)
+        write_new(tmp, text.encode(), self.host_uid, self.host_gid, HOST_FILE_MODE)
         os.replace(tmp, path)
 
-    def lstat(self, rel: str) -> GuestStat:
-        st = os.lstat(self.path(rel))
-        m = self.read_meta(rel)
-        return GuestStat(m.get("mode", st.st_mode), m.get("uid", st.st_uid),
-                         m.get("gid", st.st_gid), st.st_size, m.get("rdev", 0), st.st_nlink,
-                         st.st_mtime)
-
-
-    def write_bytes(self, rel: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-        p = self.path(rel)
-        tmp = _tmp_name(p)
-        write_new(tmp, data, self.host_uid, self.host_gid, HOST_FILE_MODE)
-        os.replace(tmp, p)
-        self.write_meta(rel, stat.S_IFREG | stat.S_IMODE(mode), uid, gid)
-
-    def mkdir(self, rel: str, mode: int, uid: int, gid: int) -> None:
-        p = self.path(rel)
-        os.mkdir(p, HOST_DIR_MODE)
-        os.chown(p, self.host_uid, self.host_gid)
-        self.write_meta(rel, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid)
-
-    def symlink(self, target: str, rel: str, uid: int, gid: int) -> None:
-        write_new(self.path(rel), os.fsencode(target), self.host_uid, self.host_gid,
-                   HOST_FILE_MODE)
-        self.write_meta(rel, stat.S_IFLNK | 0o777, uid, gid)
-
-    def mknod(self, rel: str, mode: int, rdev: int, uid: int, gid: int) -> None:
-        write_new(self.path(rel), b"", self.host_uid, self.host_gid, HOST_FILE_MODE)
-        self.write_meta(rel, mode, uid, gid, rdev if rdev else None)
-
-    def chown(self, rel: str, uid: int, gid: int) -> None:
-        self.write_meta(rel, None, uid, gid)
-
-    def chmod(self, rel: str, perm: int) -> None:
-        st = self.lstat(rel)
-        self.write_meta(rel, stat.S_IFMT(st.mode) | (perm & 0o7777), None, None)
-
-    def unlink(self, rel: str) -> None:
-        os.unlink(self.path(rel))
+    def _forget(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.meta_path(rel))
 
-    def rmdir(self, rel: str) -> None:
-        p = self.path(rel)
-        meta_dir = os.path.join(p, META_DIR)
-        if os.path.isdir(meta_dir) and not os.listdir(meta_dir):
-            os.rmdir(meta_dir)
-        os.rmdir(p)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.meta_path(rel))
 
-    def listdir(self, rel: str) -> list[str]:
-        return sorted(n for n in os.listdir(self.path(rel)) if n not in (META_DIR, META_ROOT))
-
-
-class PlainStore:
+class PlainStore(_Store):
     """passthrough / none: the host's metadata is the guest's."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, rel: str) -> str:
-        return _host_path(self.root, rel)
-
     def lstat(self, rel: str) -> GuestStat:
-        st = os.lstat(self.path(rel))
-        return GuestStat(st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_rdev,
-                         st.st_nlink, st.st_mtime)
+        return _host_stat(os.lstat(self.path(rel)))
 
     def readlink(self, rel: str) -> str:
         return os.readlink(self.path(rel))
-
-    def read_bytes(self, rel: str) -> bytes:
-        return _read_nofollow(self.path(rel))
 
     def write_bytes(self, rel: str, data: bytes, mode: int, uid: int, gid: int) -> None:
         p = self.path(rel)
@@ -330,11 +331,8 @@ class PlainStore:
         if not os.path.islink(p):  # a symlink's mode means nothing on Linux
             os.chmod(p, perm & 0o7777)
 
-    def unlink(self, rel: str) -> None:
-        os.unlink(self.path(rel))
-
-    def rmdir(self, rel: str) -> None:
-        os.rmdir(self.path(rel))
-
-    def listdir(self, rel: str) -> list[str]:
-        return sorted(os.listdir(self.path(rel)))
+    def record(self, rel: str, mode: int, uid: int, gid: int, rdev: int | None = None, *,
+               host: str | bytes | None = None) -> None:
+        # The object is already what it is on the host; only owner and mode can change.
+        self.chown(rel, uid, gid)
+        self.chmod(rel, stat.S_IMODE(mode))
