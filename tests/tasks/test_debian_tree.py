@@ -20,7 +20,7 @@ from provision9p.lab.model import RootfsSpec
 from provision9p.rootfs.debootstrap import base_tree
 from provision9p.rootfs.metadata.stores import PlainStore
 from provision9p.tasks.engine import BriefReporter, run_play
-from provision9p.tasks.modules import MODULES, ModuleContext
+from provision9p.tasks.modules import MODULES, ModuleContext, coerce_args
 
 pytestmark = [pytest.mark.network]
 
@@ -46,7 +46,7 @@ def conn(base: Path, tmp_path: Path) -> Iterator[TreeConnection]:
 
 def run(conn: TreeConnection, module: str, check: bool = False, **args: Any) -> dict[str, Any]:
     ctx = ModuleContext(check=check, role_path=Path("/nonexistent"), render=lambda t: t)
-    return MODULES[module].run(conn, args, ctx)
+    return MODULES[module].run(conn, coerce_args(module, args), ctx)
 
 
 def passwd(conn: TreeConnection, name: str) -> list[str] | None:

@@ -10,7 +10,7 @@ import pytest
 
 from provision9p.connect.tree import TreeConnection
 from provision9p.rootfs.metadata import open_store
-from provision9p.tasks.modules import MODULES, ModuleContext
+from provision9p.tasks.modules import MODULES, ModuleContext, coerce_args
 
 
 @pytest.fixture(params=["passthrough", "mapped-xattr"])
@@ -30,7 +30,7 @@ def conn(tmp_path: Path, request: pytest.FixtureRequest) -> TreeConnection:
 
 def run(conn: TreeConnection, module: str, check: bool = False, **args: Any) -> dict[str, Any]:
     ctx = ModuleContext(check=check, role_path=Path("/nonexistent"), render=lambda t: t)
-    return MODULES[module].run(conn, args, ctx)
+    return MODULES[module].run(conn, coerce_args(module, args), ctx)
 
 
 def test_blockinfile_inserts_replaces_removes(conn: TreeConnection) -> None:

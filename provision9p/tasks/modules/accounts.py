@@ -13,6 +13,7 @@ from provision9p.tasks.modules.base import (
     run_checked,
     write_content,
 )
+from provision9p.tasks.modules.spec import P, Spec
 
 
 def _authorized_key(conn: Connection, args: dict[str, Any], ctx: ModuleContext
@@ -72,7 +73,10 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
     for key, flag, field_no in (("comment", "-c", 4), ("home", "-d", 5), ("shell", "-s", 6)):
         if args.get(key) is not None and (entry is None or entry[field_no] != str(args[key])):
             opts += [flag, str(args[key])]
-    if args.get("password") is not None:
+            if key == "home" and entry is not None and args.get("move_home"):
+                opts.append("-m")
+    if args.get("password") is not None and (entry is None or
+                                             args.get("update_password") != "on_create"):
         shadow = read_db(conn, "/etc/shadow") if entry is not None else {}
         if entry is None or (shadow.get(name) or ["", ""])[1] != str(args["password"]):
             opts += ["-p", str(args["password"])]
@@ -91,7 +95,9 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
         result["changed"] = True
         create_home = args.get("create_home", True)
         argv = ["useradd", *(["-r"] if args.get("system") else []),
-                "-m" if create_home else "-M", *[o for o in opts if o != "-a"], name]
+                "-m" if create_home else "-M",
+                *(["-k", str(args["skeleton"])] if args.get("skeleton") else []),
+                *[o for o in opts if o != "-a"], name]
     elif opts:
         result["changed"] = True
         argv = ["usermod", *opts, name]
@@ -141,10 +147,49 @@ def _as_names(value: Any) -> list[str]:
     return [str(g) for g in value]
 
 
+_KEYS = ("generate_ssh_key", "ssh_key_bits", "ssh_key_comment", "ssh_key_file",
+         "ssh_key_passphrase", "ssh_key_type")
+
 MODULES: dict[str, Module] = {
-    "authorized_key": Module(frozenset({"user", "key", "state"}), _authorized_key),
-    "user": Module(frozenset({"name", "uid", "group", "groups", "append", "home", "shell",
-                              "comment", "create_home", "system", "state", "password",
-                              "remove"}), _user),
-    "group": Module(frozenset({"name", "gid", "state", "system"}), _group),
+    "authorized_key": Module(_authorized_key, Spec(
+        help="One SSH public key in a user's ~/.ssh/authorized_keys.",
+        params={"user": P("str", required=True), "key": P("str", required=True),
+                "state": P("str", default="present", choices=("present", "absent"))},
+        unsupported={k: "not done: write the key line yourself (copy/lineinfile)"
+                     for k in ("path", "manage_dir", "exclusive", "key_options", "comment",
+                               "follow")},
+        returns="user, key, diff",
+        differences="one key per task; keys compare by type and base64 blob.")),
+    "user": Module(_user, Spec(
+        help="An account, through useradd/usermod/userdel.",
+        params={"name": P("str", required=True, aliases=("user",)),
+                "uid": P("int"), "group": P("str"),
+                "groups": P("list", elements="str"),
+                "append": P("bool", default=False),
+                "home": P("path"), "move_home": P("bool", default=False),
+                "shell": P("str"), "comment": P("str"),
+                "create_home": P("bool", default=True, aliases=("createhome",)),
+                "skeleton": P("path"),
+                "system": P("bool", default=False),
+                "state": P("str", default="present", choices=("present", "absent")),
+                "password": P("str", no_log=True, help="a crypt hash, as in /etc/shadow"),
+                "update_password": P("str", default="always",
+                                     choices=("always", "on_create")),
+                "remove": P("bool", default=False)},
+        unsupported={**{k: "make keys with a command task" for k in _KEYS},
+                     **{k: "not done" for k in ("expires", "password_lock", "force",
+                                                "non_unique", "local", "login_class",
+                                                "password_expire_max",
+                                                "password_expire_min", "umask",
+                                                "seuser", "hidden", "profile",
+                                                "authorization", "role")}},
+        returns="name, state, uid, group, home, shell")),
+    "group": Module(_group, Spec(
+        help="A group, through groupadd/groupmod/groupdel.",
+        params={"name": P("str", required=True), "gid": P("int"),
+                "state": P("str", default="present", choices=("present", "absent")),
+                "system": P("bool", default=False)},
+        unsupported={k: "not done" for k in ("local", "non_unique", "force", "gid_min",
+                                             "gid_max")},
+        returns="name, state, gid")),
 }
