@@ -55,7 +55,7 @@ UNSUPPORTED_FILE_ATTRS = {
                  "unsafe_writes")
 }
 
-_SYMBOLIC = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)")
+_SYMBOLIC = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)")
 _SHIFT = {"u": 6, "g": 3, "o": 0}
 
 
@@ -90,7 +90,7 @@ def parse_mode(value: Any, current: int | None = None, is_dir: bool = False) -> 
         who = m[1] or "a"
         if "a" in who:
             who = "ugo"
-        for op, perms in re.findall(r"([-+=])([rwxXst]*|[ugo])", m[2]):
+        for op, perms in re.findall(r"([-+=])([ugo]|[rwxXst]*)", m[2]):
             bits = 0
             if perms and perms in "ugo" and len(perms) == 1:
                 val = (mode >> _SHIFT[perms]) & 7

@@ -260,19 +260,30 @@ def _touch(conn: Connection, path: str, regular: bool) -> None:
     cannot run gets a regular file rewritten in place instead."""
     try:
         res = conn.run(["touch", "-c", "--", path])
-    except TaskError:
-        if not regular:
-            raise
-        st = conn.stat(path)
-        assert st is not None
-        conn.write_file(path, conn.read_file(path), mode=st.perm, uid=st.uid, gid=st.gid)
-        return
-    if not res.ok:
-        raise TaskError(f"touch {path} failed: {res.stderr.strip()}")
+        if res.ok:
+            return
+        detail = res.stderr.strip()
+    except TaskError as exc:
+        detail = exc.message
+    if not regular:
+        raise TaskError(f"touch {path} failed: {detail}")
+    st = conn.stat(path)
+    assert st is not None
+    conn.write_file(path, conn.read_file(path), mode=st.perm, uid=st.uid, gid=st.gid)
 
 
 def _link(conn: Connection, path: str, st: Any, state: str, args: dict[str, Any],
           ctx: ModuleContext, result: dict[str, Any]) -> dict[str, Any]:
+    if args.get("src") is None and state == "link" and st is not None and st.is_link:
+        # Ansible: no src on an existing link means "this link", its attributes (on
+        # the target, with follow) are what the task is about.
+        target = _follow(conn, path) if args.get("follow", True) else path
+        if target != path and conn.stat(target) is not None:
+            apply_attrs(conn, target, args, ctx, result)
+        else:
+            apply_attrs(conn, path, {"owner": args.get("owner"), "group": args.get("group")},
+                        ctx, result)
+        return result
     if args.get("src") is None:
         raise TaskError(f"file: state={state} needs src")
     src = str(args["src"])

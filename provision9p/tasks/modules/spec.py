@@ -206,7 +206,8 @@ def coerce(module: str, spec: Spec, args: Mapping[str, Any], *, partial: bool = 
         if not any(n in given for n in group):
             raise TaskError(f"{module} needs one of: {', '.join(group)}")
     for name, value, needed in spec.required_if:
-        if name in out and out[name] == value:
+        current = out.get(name, None if name in pending else spec.params[name].default)
+        if current == value:
             missing = [n for n in needed if n not in given]
             if missing:
                 raise TaskError(f"{module}: {name}={value} needs {', '.join(missing)}")
