@@ -278,7 +278,7 @@ def _debconf_db(conn: Connection) -> dict[str, dict[str, str]]:
 
 
 def _debconf_value(value: Any, vtype: str) -> str:
-    if vtype == "boolean":
+    if vtype in ("boolean", "seen"):
         if isinstance(value, bool):
             return "true" if value else "false"
         return "true" if str(value).lower() in ("yes", "true", "on", "1") else "false"

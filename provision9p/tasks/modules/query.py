@@ -131,13 +131,18 @@ def _getent(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[
         res = conn.run(["getent", db, *([key] if key is not None else [])])
         rc, lines = res.returncode, res.stdout.splitlines()
     except TaskError:
-        # A converted tree cannot run commands: the colon databases are plain files.
         if db not in _COLON_DBS:
             raise
+        rc = -1
+    if rc not in (0, 1, 2, 3) and db in _COLON_DBS:
+        # No getent to run (a converted tree, a tree without libc-bin): the colon
+        # databases are plain files.
         entries = read_db(conn, f"/etc/{db}")
         found = [":".join(f) for n, f in entries.items() if key is None or n == key or (
             len(f) > 2 and f[2] == key)]
         rc, lines = (0 if found else 2), found
+    if rc not in (0, 1, 2, 3):
+        raise TaskError(f"getent could not run in the guest (exit {rc})")
     if rc == 1:
         raise TaskError(f"getent: missing arguments, or database {db!r} unknown")
     if rc == 3:
