@@ -294,3 +294,14 @@ def test_get_url_checksum_file_and_idempotency(conn: TreeConnection, server: str
     assert conn.stat("/srv/x") is None
     with pytest.raises(TaskError, match="fetching"):
         run(conn, "get_url", url=f"{server}/missing", dest="/srv/m")
+
+
+def test_wait_for_a_path_its_content_and_a_timeout(conn: TreeConnection) -> None:
+    conn.write_file("/srv/ready", b"state: booting\nstate: up 42\n")
+    res = run(conn, "wait_for", path="/srv/ready", search_regex=r"up (\d+)", timeout=2)
+    assert not res.get("failed") and res["match_groups"] == ["42"]
+    assert not run(conn, "wait_for", path="/srv/gone", state="absent", timeout=1).get("failed")
+    res = run(conn, "wait_for", path="/srv/never", timeout=1, sleep=1)
+    assert res["failed"] and res["msg"] == "Timeout when waiting for file /srv/never"
+    with pytest.raises(TaskError, match="only be waited for in a booted guest"):
+        run(conn, "wait_for", port=22, timeout=1)

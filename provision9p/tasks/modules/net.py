@@ -200,12 +200,18 @@ def _wait_for(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dic
             result["elapsed"] = int(time.monotonic() - start)
             return result
         if time.monotonic() >= deadline:
-            what = path if path is not None else f"{host}:{port}"
-            verb = {"started": "start", "present": "appear", "stopped": "stop",
-                    "absent": "disappear"}[state]
+            # Ansible's own wording, per case
+            if state in ("stopped", "absent"):
+                text = (f"Timeout when waiting for {path} to be absent." if path is not None
+                        else f"Timeout when waiting for {host}:{port} to stop.")
+            elif regex is not None:
+                text = (f"Timeout when waiting for search string {args['search_regex']} in "
+                        f"{path if path is not None else f'{host}:{port}'}")
+            else:
+                text = (f"Timeout when waiting for file {path}" if path is not None
+                        else f"Timeout when waiting for {host}:{port}")
             return {**result, "failed": True, "elapsed": int(time.monotonic() - start),
-                    "msg": args.get("msg") or f"Timeout when waiting for {what} to {verb}"
-                    + (f" matching {args['search_regex']!r}" if regex else "")}
+                    "msg": args.get("msg") or text}
         time.sleep(float(args["sleep"]))
 
 
