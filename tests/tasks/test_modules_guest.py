@@ -44,6 +44,7 @@ TASKS = """\
     content: "# head\\nPort 22\\nMatch all\\n"
     mode: u=rw,go=r
     validate: grep -q Port %s
+    force: false  # the next tasks edit it: only the first run writes it
 - name: a line before Match
   lineinfile:
     path: /etc/mods.conf
