@@ -207,6 +207,13 @@ def test_user_password_groups_append_and_move_home(conn: TreeConnection) -> None
     assert any(ln.startswith("audio:") and "bob" in ln for ln in group.splitlines())
     assert run(conn, "user", name="bob", home="/srv/bob", move_home=True)["changed"]
     assert conn.stat("/srv/bob") is not None and conn.stat("/home/bob") is None
+    assert run(conn, "user", name="bob", expires=1_900_000_000, password_lock=True)["changed"]
+    assert not run(conn, "user", name="bob", expires=1_900_000_000, password_lock=True)[
+        "changed"]
+    fields = conn.read_file("/etc/shadow").decode().split("\nbob:")[1].split(":")
+    assert fields[0].startswith("!") and fields[6] == str(1_900_000_000 // 86400)
+    assert run(conn, "user", name="bob", expires=-1, password_lock=False)["changed"]
+    assert not run(conn, "user", name="bob", expires=-1, password_lock=False)["changed"]
     assert run(conn, "group", name="ops", gid=2500, system=True)["changed"]
     assert not run(conn, "group", name="ops", gid=2500)["changed"]
 

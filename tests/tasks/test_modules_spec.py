@@ -45,8 +45,8 @@ def test_unsupported_parameter_fails_at_load_and_says_so() -> None:
         check_args("copy", {"dest": "/x", "content": "", "seuser": "system_u"})
     with pytest.raises(TaskError, match="not supported by provision9p: pause prompt"):
         check_args("pause", {"prompt": "Press return"})
-    with pytest.raises(TaskError, match="not supported by provision9p: user expires"):
-        check_args("user", {"name": "a", "expires": 1})
+    with pytest.raises(TaskError, match="not supported by provision9p: user generate_ssh_key"):
+        check_args("user", {"name": "a", "generate_ssh_key": True})
 
 
 def test_templates_wait_for_run_time() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import time
 from typing import Any
 
 from provision9p.connect.base import Connection
@@ -131,6 +132,7 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
         shadow = read_db(conn, "/etc/shadow") if entry is not None else {}
         if entry is None or (shadow.get(name) or ["", ""])[1] != str(args["password"]):
             opts += ["-p", str(args["password"])]
+    opts += _shadow_opts(conn, name, entry is not None, args)
     wanted = _as_names(args.get("groups"))
     if args.get("groups") is not None:
         missing = [g for g in wanted if g not in groups]
@@ -161,6 +163,27 @@ def _user(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
         result.update(uid=int(entry[2]), group=int(entry[3]), home=entry[5],
                       shell=entry[6] if len(entry) > 6 else "")
     return result
+
+
+def _shadow_opts(conn: Connection, name: str, exists: bool, args: dict[str, Any]
+                 ) -> list[str]:
+    """expires and password_lock, judged from /etc/shadow as usermod writes it."""
+    if args.get("expires") is None and args.get("password_lock") is None:
+        return []
+    shadow = (read_db(conn, "/etc/shadow").get(name) if exists else None) or [""] * 9
+    shadow += [""] * (9 - len(shadow))
+    opts: list[str] = []
+    if args.get("expires") is not None:
+        expires = float(args["expires"])
+        want = "" if expires < 0 else str(int(expires // 86400))
+        if shadow[7] != want or not exists:
+            day = "" if expires < 0 else time.strftime("%Y-%m-%d", time.gmtime(expires))
+            if expires >= 0 or exists:
+                opts += ["-e", day]
+    lock = args.get("password_lock")
+    if lock is not None and exists and shadow[1].startswith("!") != lock:
+        opts.append("-L" if lock else "-U")
+    return opts
 
 
 def _group(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
@@ -232,9 +255,12 @@ MODULES: dict[str, Module] = {
                 "password": P("str", no_log=True, help="a crypt hash, as in /etc/shadow"),
                 "update_password": P("str", default="always",
                                      choices=("always", "on_create")),
-                "remove": P("bool", default=False)},
+                "remove": P("bool", default=False),
+                "expires": P("float", help="epoch seconds; negative: never"),
+                "password_lock": P("bool", help="lock (usermod -L) or unlock the "
+                                                "password")},
         unsupported={**{k: "make keys with a command task" for k in _KEYS},
-                     **{k: "not done" for k in ("expires", "password_lock", "force",
+                     **{k: "not done" for k in ("force",
                                                 "non_unique", "local", "login_class",
                                                 "password_expire_max",
                                                 "password_expire_min", "umask",
