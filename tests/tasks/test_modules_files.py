@@ -281,3 +281,25 @@ def test_stat_reports_names_and_checksum(conn: TreeConnection) -> None:
     assert st["checksum"] == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     assert st["rusr"] and not st["xusr"] and st["rgrp"] and not st["roth"]
     assert run(conn, "stat", path="/nope")["stat"] == {"exists": False}
+
+
+def test_file_touch_preserving_times_is_idempotent(conn: TreeConnection) -> None:
+    twice(conn, "file", path="/etc/flag", state="touch", mode="0600",
+          modification_time="preserve", access_time="preserve")
+    assert mode_of(conn, "/etc/flag") == 0o600
+    with pytest.raises(TaskError, match="must be one of preserve, now"):
+        run(conn, "file", path="/etc/flag", state="touch", modification_time="202401010000")
+
+
+def test_copy_and_template_follow_write_through_a_link(conn: TreeConnection,
+                                                       role: Path) -> None:
+    conn.write_file("/etc/real.conf", b"old\n")
+    conn.symlink("real.conf", "/etc/link.conf")
+    twice(conn, "copy", content="new\n", dest="/etc/link.conf", follow=True)
+    assert conn.readlink("/etc/link.conf") == "real.conf"
+    assert conn.read_file("/etc/real.conf") == b"new\n"
+    twice(conn, "template", role=role, src="cfg.j2", dest="/etc/link.conf", follow=True)
+    assert conn.read_file("/etc/real.conf") == b"name=web\n"
+    twice(conn, "copy", content="replaced\n", dest="/etc/link.conf")
+    st = conn.stat("/etc/link.conf")
+    assert st is not None and st.is_reg

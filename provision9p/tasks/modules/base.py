@@ -212,6 +212,9 @@ def write_content(conn: Connection, dest: str, data: bytes, args: dict[str, Any]
         apply_attrs(conn, dest, args, ctx, result)
         result["msg"] = "file already exists (force: false)"
         return result
+    link = st is not None and st.is_link
+    if link:
+        st = None  # without follow, Ansible puts the file in the link's place
     before = conn.read_file(dest) if st is not None else None
     if before != data:
         result["changed"] = True
@@ -223,6 +226,8 @@ def write_content(conn: Connection, dest: str, data: bytes, args: dict[str, Any]
                 validate_content(conn, str(args["validate"]), data)
             if args.get("backup") and st is not None:
                 result["backup_file"] = backup_file(conn, dest)
+            if link:
+                conn.remove(dest)
             mode = parse_mode(args.get("mode"), st.mode if st else None)
             uid, gid = resolve_owner(conn, args.get("owner"), args.get("group"))
             conn.write_file(

@@ -75,8 +75,14 @@ def _ensure_dir(conn: Connection, path: str, args: dict[str, Any], ctx: ModuleCo
                                  "mode": args.get("directory_mode")}, ctx, result)
 
 
-def _copy(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
+def _dest(conn: Connection, args: dict[str, Any]) -> str:
+    """dest, or with follow the file a link at dest points to."""
     dest = str(args["dest"])
+    return _follow(conn, dest) if args.get("follow") else dest
+
+
+def _copy(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
+    dest = _dest(conn, args)
     if "content" in args and args["content"] is not None:
         content = args["content"]
         if isinstance(content, (dict, list)):
@@ -100,7 +106,7 @@ def _copy(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
 
 def _copy_file(conn: Connection, args: dict[str, Any], ctx: ModuleContext, src: str,
                data: bytes) -> dict[str, Any]:
-    dest = str(args["dest"])
+    dest = _dest(conn, args)
     st = conn.stat(dest.rstrip("/") or "/")
     if dest.endswith("/") or (st is not None and st.is_dir):
         dest = posixpath.join(dest, posixpath.basename(src))
@@ -157,7 +163,7 @@ def _template(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dic
     text = ctx.render(src.read_text())
     if args.get("newline_sequence", "\n") != "\n":
         text = text.replace("\n", str(args["newline_sequence"]))
-    dest = str(args["dest"])
+    dest = _dest(conn, args)
     st = conn.stat(dest)
     if dest.endswith("/") or (st is not None and st.is_dir):
         dest = posixpath.join(dest, src.name)
@@ -235,14 +241,20 @@ def _file(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[st
             _recurse(conn, target, args, ctx, result)
         return result
     if state == "touch":
-        result["changed"] = True  # Ansible: touch always updates the times
+        # Ansible: touch updates the times, so it reports changed, unless both times
+        # are to be preserved (the idiom for an idempotent "create if missing").
+        preserve = (args.get("modification_time") == "preserve"
+                    and args.get("access_time") == "preserve")
+        result["changed"] = tst is None or not preserve
         if ctx.check:
+            if tst is not None:
+                apply_attrs(conn, target, args, ctx, result)
             return result
         if tst is None:
             uid, gid = resolve_owner(conn, args.get("owner"), args.get("group"))
             conn.write_file(target, b"", mode=parse_mode(args.get("mode")) or 0o644,
                             uid=uid or 0, gid=gid or 0)
-        else:
+        elif not preserve:
             _touch(conn, target, tst.is_reg)
         apply_attrs(conn, target, args, ctx, result)
         return result
@@ -390,8 +402,7 @@ MODULES: dict[str, Module] = {
                                      "JSON)"),
             "remote_src": P("bool", default=False, help="src is a path in the guest"),
             "directory_mode": P("raw", help="mode of directories the copy creates"),
-            "follow": P("bool", default=False, help="accepted: dest links are replaced, "
-                                                     "as with follow=false"),
+            "follow": P("bool", default=False, help="write through a link at dest"),
             "local_follow": P("bool", default=True, help="host-side links are followed"),
             "decrypt": P("bool", default=True, choices=(True,),
                          help="no vault here: nothing to decrypt"),
@@ -399,9 +410,7 @@ MODULES: dict[str, Module] = {
         mutually_exclusive=(("src", "content"),),
         required_one_of=(("src", "content"),),
         unsupported={"checksum": "give the content instead", **UNSUPPORTED_FILE_ATTRS},
-        returns="dest, src, checksum (sha1), backup_file, diff",
-        differences="follow=true (writing through a link at dest) is not done: the link "
-                    "is replaced.")),
+        returns="dest, src, checksum (sha1), backup_file, diff")),
     "template": Module(_template, Spec(
         help="Render a Jinja2 template from the role's templates/ to a file.",
         params={
@@ -409,7 +418,7 @@ MODULES: dict[str, Module] = {
             "newline_sequence": P("str", default="\n", choices=("\n", "\r", "\r\n")),
             "trim_blocks": P("bool", default=True, choices=(True,)),
             "lstrip_blocks": P("bool", default=False, choices=(False,)),
-            "follow": P("bool", default=False, choices=(False,)),
+            "follow": P("bool", default=False, help="write through a link at dest"),
             **_COPY_LIKE},
         unsupported={"block_start_string": "custom Jinja2 delimiters",
                      "block_end_string": "custom Jinja2 delimiters",
@@ -431,11 +440,13 @@ MODULES: dict[str, Module] = {
             "follow": P("bool", default=True, help="act on a symlink's target"),
             "force": P("bool", default=False, help="replace a file by a link; link to a "
                                                    "missing target"),
+            "modification_time": P("str", choices=("preserve", "now"),
+                                   help="state=touch: preserve (with access_time) makes "
+                                        "touch idempotent"),
+            "access_time": P("str", choices=("preserve", "now")),
             **OWNERSHIP},
-        unsupported={"modification_time": "set times with a command",
-                     "access_time": "set times with a command",
-                     "modification_time_format": "set times with a command",
-                     "access_time_format": "set times with a command",
+        unsupported={"modification_time_format": "only preserve and now are supported",
+                     "access_time_format": "only preserve and now are supported",
                      **UNSUPPORTED_FILE_ATTRS},
         returns="path, state, src (links)",
         differences="state=hard runs ln in the guest (not on a converted tree).")),
