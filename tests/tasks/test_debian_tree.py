@@ -3,9 +3,13 @@ of a real debootstrapped tree through the tree connection, as the build runs the
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import io
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +151,23 @@ def test_the_default_labs_roles_converge_on_the_tree(conn: TreeConnection) -> No
     assert conn.readlink("/etc/localtime") == "/usr/share/zoneinfo/Etc/UTC"
 
 
+@contextlib.contextmanager
+def _serve(root: Path) -> Iterator[str]:
+    """A plain HTTP server on the host's loopback for one directory."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 def _ctx_run(conn: TreeConnection, module: str, role: Path, check: bool = False,
              **args: Any) -> dict[str, Any]:
     ctx = ModuleContext(check=check, role_path=role, render=lambda t: t)
@@ -231,6 +252,11 @@ def test_apt_deb_package_cache_and_autoremove_offline(conn: TreeConnection,
     assert run(conn, "apt", deb="/tmp/p9-hello.deb")["changed"]
     assert not run(conn, "apt", deb="/tmp/p9-hello.deb")["changed"]
     assert not run(conn, "package", name=["p9-hello", "bash"])["changed"]
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "p9-hello.deb").write_bytes(conn.read_file("/tmp/p9-hello.deb"))
+    with _serve(www) as url:
+        assert not run(conn, "apt", deb=f"{url}/p9-hello.deb")["changed"]
     assert not run(conn, "apt", name="p9-hello=1.*")["changed"]
     assert run(conn, "apt", name="p9-hello=2.*", check=True)["changed"]
     assert run(conn, "package", name="p9-hello", state="absent")["changed"]
@@ -282,6 +308,13 @@ def test_unarchive_tar_from_role_files_and_zip_needs_unzip(conn: TreeConnection,
                     extra_opts=["--strip-components=1"])["changed"]
     assert not _ctx_run(conn, "unarchive", role, src="/opt/none.tgz", dest="/opt/flat",
                         remote_src=True, creates="/opt/flat/bin/app")["changed"]
+    conn.mkdir("/opt/web")
+    with _serve(role / "files") as url:
+        assert _ctx_run(conn, "unarchive", role, src=f"{url}/app.tar.gz", dest="/opt/web",
+                        remote_src=True)["changed"]
+        assert not _ctx_run(conn, "unarchive", role, src=f"{url}/app.tar.gz",
+                            dest="/opt/web", remote_src=True)["changed"]
+    assert conn.read_file("/opt/web/app-1.0/README") == b"read me\n"
     conn.mkdir("/opt/zip")
     with pytest.raises(TaskError, match="unzip is not installed"):
         _ctx_run(conn, "unarchive", role, src="app.zip", dest="/opt/zip")

@@ -27,6 +27,7 @@ from provision9p.tasks.modules.base import (
     apply_attrs,
 )
 from provision9p.tasks.modules.files import role_file
+from provision9p.tasks.modules.net import fetch
 from provision9p.tasks.modules.spec import P, Spec
 
 
@@ -98,9 +99,10 @@ def _unarchive(conn: Connection, args: dict[str, Any], ctx: ModuleContext
     if dst is None or not dst.is_dir:
         raise TaskError(f"unarchive: dest {dest} must be an existing directory")
     if "://" in src:
-        raise TaskError("unarchive: a URL as src is not supported by provision9p",
-                        hint="download it with get_url, then unarchive with remote_src")
-    if args.get("remote_src"):
+        # As Ansible: a URL is downloaded where the archive is used (in the guest once
+        # booted), whatever remote_src says.
+        data = fetch(conn, src, {"validate_certs": args.get("validate_certs", True)})
+    elif args.get("remote_src"):
         if conn.stat(src) is None:
             raise TaskError(f"unarchive: no file {src} in the guest")
         data = conn.read_file(src)
@@ -160,8 +162,8 @@ MODULES: dict[str, Module] = {
     "unarchive": Module(_unarchive, Spec(
         help="Unpack a tar or zip archive into an existing directory of the guest.",
         params={
-            "src": P("path", required=True, help="relative to the role's files/, or a "
-                                                 "guest path with remote_src"),
+            "src": P("path", required=True, help="relative to the role's files/, a "
+                                                 "guest path with remote_src, or a URL"),
             "dest": P("path", required=True),
             "remote_src": P("bool", default=False),
             "creates": P("path", help="skip when this path exists"),
@@ -172,12 +174,12 @@ MODULES: dict[str, Module] = {
             "exclude": P("list", elements="str", default=[]),
             "keep_newer": P("bool", default=False, choices=(False,)),
             "decrypt": P("bool", default=True, choices=(True,)),
-            "validate_certs": P("bool", default=True, choices=(True,)),
+            "validate_certs": P("bool", default=True),
             **OWNERSHIP,
         },
         unsupported={"copy": "use remote_src", "include": "not done",
                      "io_buffer_size": "not done", **UNSUPPORTED_FILE_ATTRS},
         returns="src, dest, handler, files (list_files), extract_results",
         differences="members compare by type, size and (tar) mtime, not content; a URL "
-                    "src is not supported.")),
+                    "src is downloaded on every run to be compared (use creates).")),
 }

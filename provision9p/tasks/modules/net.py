@@ -61,15 +61,17 @@ def _host_fetch(url: str, args: dict[str, Any]) -> bytes:
     req = urllib.request.Request(url, headers={str(k): str(v) for k, v in
                                                (args.get("headers") or {}).items()})
     try:
-        with urllib.request.urlopen(req, timeout=float(args["timeout"])) as resp:
+        with urllib.request.urlopen(req, timeout=float(args.get("timeout") or 10)) as resp:
             data: bytes = resp.read()
             return data
     except (urllib.error.URLError, OSError) as exc:
-        raise TaskError(f"get_url: fetching {url} failed: {exc}") from None
+        raise TaskError(f"fetching {url} failed: {exc}") from None
 
 
-def _fetch(conn: Connection, url: str, args: dict[str, Any]) -> bytes:
-    """The bytes at url, fetched where Ansible would: in the guest once booted."""
+def fetch(conn: Connection, url: str, args: dict[str, Any]) -> bytes:
+    """The bytes at url, fetched where Ansible would: in the guest once booted (args:
+    timeout, headers, validate_certs)."""
+    args = {"timeout": 10, "validate_certs": True, **args}
     if conn.phase != "ssh":
         return _host_fetch(url, args)
     tmp = f"/tmp/.provision9p-get-{secrets.token_hex(6)}"
@@ -78,10 +80,10 @@ def _fetch(conn: Connection, url: str, args: dict[str, Any]) -> bytes:
                     "" if args.get("validate_certs", True) else "1", *headers])
     try:
         if res.returncode == 127 and "no curl, wget or python3" in res.stderr:
-            raise TaskError("get_url: the guest has no curl, wget or python3 to download "
+            raise TaskError("the guest has no curl, wget or python3 to download "
                             "with", hint="install curl first (apt: name=curl)")
         if not res.ok:
-            raise TaskError(f"get_url: fetching {url} in the guest failed (exit "
+            raise TaskError(f"fetching {url} in the guest failed (exit "
                             f"{res.returncode}): {res.stderr.strip()[-800:]}")
         return conn.read_file(tmp)
     finally:
@@ -100,7 +102,7 @@ def _expected(conn: Connection, url: str, checksum: str, args: dict[str, Any]
         raise TaskError(f"get_url: checksum must be 'ALGORITHM:HEX' or 'ALGORITHM:URL' "
                         f"with one of {', '.join(_ALGOS)}, not {checksum!r}")
     if "://" in value:
-        text = _fetch(conn, value, args).decode(errors="replace")
+        text = fetch(conn, value, args).decode(errors="replace")
         name = posixpath.basename(urllib.parse.urlsplit(url).path)
         lines = [ln.split() for ln in text.splitlines() if ln.strip()]
         found = [p[0] for p in lines if len(p) > 1 and p[1].lstrip("*").removeprefix(
@@ -135,7 +137,7 @@ def _get_url(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict
         result["msg"] = "would download"
         return result
     start = time.monotonic()
-    data = _fetch(conn, url, args)
+    data = fetch(conn, url, args)
     if want is not None and hashlib.new(want[0], data).hexdigest() != want[1]:
         raise TaskError(f"get_url: the {want[0]} checksum of {url} is "
                         f"{hashlib.new(want[0], data).hexdigest()}, expected {want[1]}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
+import secrets
 import time
 from typing import Any
 
@@ -151,8 +152,15 @@ def _packages(conn: Connection, names: list[str], state: str, args: dict[str, An
 def _deb(conn: Connection, deb: str, args: dict[str, Any], ctx: ModuleContext,
          result: dict[str, Any], stdout: list[str]) -> None:
     if "://" in deb:
-        raise TaskError("apt: deb as a URL is not supported by provision9p",
-                        hint="fetch it with get_url first, then give its path")
+        from provision9p.tasks.modules.net import fetch
+
+        tmp = f"/tmp/.provision9p-{secrets.token_hex(6)}.deb"
+        conn.write_file(tmp, fetch(conn, deb, {}), mode=0o644)
+        try:
+            _deb(conn, tmp, args, ctx, result, stdout)
+        finally:
+            conn.remove(tmp)
+        return
     if conn.stat(deb) is None:
         raise TaskError(f"apt: no file {deb} in the guest")
     info = run_checked(conn, ["dpkg-deb", "-f", deb, "Package", "Version"], env=_ENV)
@@ -347,7 +355,7 @@ MODULES: dict[str, Module] = {
             "install_recommends": P("bool", aliases=("install-recommends",),
                                     help="unset: apt's own setting"),
             "purge": P("bool", default=False),
-            "deb": P("path", help="a .deb file in the guest"),
+            "deb": P("path", help="a .deb file in the guest, or its URL"),
             "autoremove": P("bool", default=False),
             "autoclean": P("bool", default=False),
             "upgrade": P("str", default="no", choices=("dist", "full", "no", "safe", "yes")),
