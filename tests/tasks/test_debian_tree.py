@@ -261,6 +261,10 @@ def test_apt_deb_package_cache_and_autoremove_offline(conn: TreeConnection,
     assert run(conn, "apt", name="p9-hello=2.*", check=True)["changed"]
     assert run(conn, "package", name="p9-hello", state="absent")["changed"]
     assert not run(conn, "apt", autoremove=True)["changed"]
+    # the tree was built from these very lists: nothing to upgrade, nothing to clean
+    assert not run(conn, "apt", upgrade="dist")["changed"]
+    assert not run(conn, "apt", upgrade="yes", autoclean=True)["changed"]
+    assert not run(conn, "apt", name="bash", state="latest")["changed"]
     res = run(conn, "apt", update_cache=True, cache_valid_time=10**9)
     assert not res["changed"] and not res["cache_updated"]
     # debconf: preseed, once

@@ -21,6 +21,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def _set_fact(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
     facts = {k: v for k, v in args.items() if k != "cacheable"}
+    if "_raw_params" in facts:
+        raise TaskError("set_fact takes name: value pairs (or key=value words), not "
+                        f"free text: {facts['_raw_params']!r}")
     if not facts:
         raise TaskError("set_fact needs at least one variable to set")
     for name in facts:
