@@ -305,3 +305,11 @@ def test_wait_for_a_path_its_content_and_a_timeout(conn: TreeConnection) -> None
     assert res["failed"] and res["msg"] == "Timeout when waiting for file /srv/never"
     with pytest.raises(TaskError, match="only be waited for in a booted guest"):
         run(conn, "wait_for", port=22, timeout=1)
+
+
+def test_sysctl_reads_booleans_as_ansible(conn: TreeConnection) -> None:
+    assert run(conn, "sysctl", name="net.ipv4.ip_forward", value=True)["value"] == "1"
+    assert conn.read_file("/etc/sysctl.conf") == b"net.ipv4.ip_forward=1\n"
+    assert not run(conn, "sysctl", name="net.ipv4.ip_forward", value="yes")["changed"]
+    assert run(conn, "sysctl", name="net.ipv4.ip_forward", value="off")["changed"]
+    assert conn.read_file("/etc/sysctl.conf") == b"net.ipv4.ip_forward=0\n"

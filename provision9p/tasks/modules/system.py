@@ -72,8 +72,14 @@ def _sysctl(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[
 
 
 def _sysctl_value(value: Any) -> str:
+    """As Ansible reads a sysctl value: booleans (and their words) are 1 and 0."""
     if isinstance(value, bool):
         return "1" if value else "0"
+    word = str(value).strip().lower()
+    if word in ("yes", "true", "on"):
+        return "1"
+    if word in ("no", "false", "off"):
+        return "0"
     return " ".join(str(value).split())
 
 
@@ -196,7 +202,7 @@ MODULES: dict[str, Module] = {
     "sysctl": Module(_sysctl, Spec(
         help="A kernel setting in sysctl.conf, applied live once booted.",
         params={"name": P("str", required=True, aliases=("key",)),
-                "value": P("str", aliases=("val",)),
+                "value": P("raw", aliases=("val",), help="yes/no and true/false are 1/0"),
                 "state": P("str", default="present", choices=("present", "absent")),
                 "sysctl_file": P("path", default="/etc/sysctl.conf"),
                 "reload": P("bool", default=True),
