@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--skip-tags", default="", help="not tasks with these tags")
     p.add_argument("--limit", metavar="GUEST", action="append", help="only these guests")
     p.set_defaults(func=apply_command)
+    from provision9p.tasks import doc
+
+    doc.register(sub)
 
 
 def connect_guest(lab: LabSpec, guest: GuestSpec) -> Connection:

@@ -10,7 +10,7 @@ import pytest
 
 from provision9p.connect.tree import TreeConnection
 from provision9p.rootfs.metadata import open_store
-from provision9p.tasks.modules import MODULES, ModuleContext
+from provision9p.tasks.modules import MODULES, ModuleContext, coerce_args
 
 
 @pytest.fixture(params=["passthrough", "mapped-xattr"])
@@ -30,7 +30,7 @@ def conn(tmp_path: Path, request: pytest.FixtureRequest) -> TreeConnection:
 
 def run(conn: TreeConnection, module: str, check: bool = False, **args: Any) -> dict[str, Any]:
     ctx = ModuleContext(check=check, role_path=Path("/nonexistent"), render=lambda t: t)
-    return MODULES[module].run(conn, args, ctx)
+    return MODULES[module].run(conn, coerce_args(module, args), ctx)
 
 
 def test_blockinfile_inserts_replaces_removes(conn: TreeConnection) -> None:
@@ -56,10 +56,21 @@ def test_authorized_key_once_with_the_users_owner(conn: TreeConnection) -> None:
     assert not run(conn, "authorized_key", check=True, user="ann", key=key).get("failed")
     assert conn.stat("/home/ann/.ssh") is None  # check mode made nothing
     assert run(conn, "authorized_key", user="ann", key=key)["changed"]
-    assert not run(conn, "authorized_key", user="ann", key=key + " other comment")["changed"]
+    assert not run(conn, "authorized_key", user="ann", key=key)["changed"]
+    # as Ansible: the same blob with another comment or options replaces the line
+    assert run(conn, "authorized_key", user="ann", key=key + " other comment")["changed"]
+    assert run(conn, "authorized_key", user="ann", key=key, key_options='from="10.0.0.1"'
+               )["changed"]
+    assert conn.read_file("/home/ann/.ssh/authorized_keys") == (
+        b'from="10.0.0.1" ' + key.encode() + b"\n")
+    two = key + "\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther bob@pc"
+    assert run(conn, "authorized_key", user="ann", key=two, exclusive=True)["changed"]
+    assert not run(conn, "authorized_key", user="ann", key=two, exclusive=True)["changed"]
+    assert conn.read_file("/home/ann/.ssh/authorized_keys").count(b"ssh-ed25519") == 2
     st = conn.stat("/home/ann/.ssh/authorized_keys")
     assert st is not None and (st.uid, st.gid, stat.S_IMODE(st.mode)) == (1000, 1000, 0o600)
     d = conn.stat("/home/ann/.ssh")
     assert d is not None and (d.uid, stat.S_IMODE(d.mode)) == (1000, 0o700)
     assert run(conn, "authorized_key", user="ann", key=key, state="absent")["changed"]
-    assert conn.read_file("/home/ann/.ssh/authorized_keys") == b""
+    assert conn.read_file("/home/ann/.ssh/authorized_keys") == (
+        b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther bob@pc\n")

@@ -2,44 +2,54 @@
 
 A module sees only the Connection protocol, so the same task runs on the root tree
 before boot and over SSH after. Each returns Ansible's result keys (changed, msg,
-diff, rc/stdout/stderr for commands) and changes nothing in check mode.
+diff, rc/stdout/stderr for commands) and changes nothing in check mode. Each declares
+its parameters beside it (spec.Spec): that one declaration drives the load-time
+check, the run-time coercion and `provision9p doc`.
 """
 
 from typing import Any
 
-from provision9p.errors import TaskError
-from provision9p.tasks.modules import accounts, commands, files, packages, services, system
+from provision9p.tasks.modules import (
+    accounts,
+    archive,
+    commands,
+    control,
+    cron,
+    edits,
+    files,
+    net,
+    packages,
+    query,
+    services,
+    system,
+)
 from provision9p.tasks.modules.base import Module, ModuleContext, coerce_args
 
+# facts.MODULES (setup, service_facts, package_facts) joins this table when the facts
+# work is merged: `from provision9p.tasks.modules import facts` and `**facts.MODULES`.
 MODULES: dict[str, Module] = {
-    **files.MODULES, **commands.MODULES, **accounts.MODULES, **system.MODULES,
-    **packages.MODULES, **services.MODULES,
+    **files.MODULES, **edits.MODULES, **commands.MODULES, **control.MODULES,
+    **accounts.MODULES, **system.MODULES, **packages.MODULES, **services.MODULES,
+    **query.MODULES, **cron.MODULES, **net.MODULES, **archive.MODULES,
 }
 #: Ansible's collection names for the same modules (ansible.posix.mount, ...).
 ALIASES = {"ansible.posix.mount": "mount", "ansible.posix.sysctl": "sysctl",
-           "ansible.posix.authorized_key": "authorized_key"}
-
-
-
-def _templated(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(_templated(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_templated(v) for v in value)
-    return False
+           "ansible.posix.authorized_key": "authorized_key",
+           "community.general.timezone": "timezone",
+           "community.general.debconf": "debconf",
+           "ansible.builtin.systemd_service": "systemd_service"}
 
 
 def check_args(module: str, args: dict[str, Any]) -> None:
-    """Load-time check of a task's parameters: unknown names, and the values that are
-    not templates (those are checked when rendered). Raises TaskError."""
-    spec = MODULES[module].params
-    unknown = sorted(set(args) - set(spec))
-    if unknown:
-        raise TaskError(f"{module} has no parameter {', '.join(unknown)}",
-                        hint=f"{module} takes: {', '.join(sorted(spec))}")
-    coerce_args(module, {k: v for k, v in args.items() if not _templated(v)})
+    """Load-time check of a task's parameters: unknown names (with "did you mean"),
+    unsupported ones, and the values that are not templates (those are checked when
+    rendered). Raises TaskError."""
+    from provision9p.tasks.modules.base import check_mode
+    from provision9p.tasks.modules.spec import coerce, templated
+
+    coerce(module, MODULES[module].spec, args, partial=True)
+    if "mode" in args and not templated(args["mode"]):
+        check_mode(args["mode"])
 
 
-__all__ = ["ALIASES", "MODULES", "Module", "ModuleContext", "check_args"]
+__all__ = ["ALIASES", "MODULES", "Module", "ModuleContext", "check_args", "coerce_args"]

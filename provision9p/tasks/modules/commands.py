@@ -1,53 +1,107 @@
-"""command, shell and debug."""
+"""command and shell."""
 
 from __future__ import annotations
 
 import shlex
+import time
+from datetime import datetime
 from typing import Any
 
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
 from provision9p.tasks.modules.base import Module, ModuleContext
+from provision9p.tasks.modules.spec import P, Spec
+
+
+def _stamp() -> str:
+    return datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _command(conn: Connection, args: dict[str, Any], ctx: ModuleContext,
              shell: bool) -> dict[str, Any]:
     creates, removes = args.get("creates"), args.get("removes")
+    raw = args.get("cmd") or args.get("_raw_params")
+    shown: Any = args.get("argv") or raw
+    base: dict[str, Any] = {"cmd": shown, "rc": 0, "stdout": "", "stderr": "",
+                            "stdout_lines": [], "stderr_lines": []}
     if creates and conn.stat(str(creates)) is not None:
-        return {"changed": False, "rc": 0, "stdout": "", "stderr": "",
-                "msg": f"skipped, since {creates} exists"}
+        return {**base, "changed": False, "msg": f"Did not run command since '{creates}' "
+                                                 "exists"}
     if removes and conn.stat(str(removes)) is None:
-        return {"changed": False, "rc": 0, "stdout": "", "stderr": "",
-                "msg": f"skipped, since {removes} does not exist"}
+        return {**base, "changed": False, "msg": f"Did not run command since '{removes}' "
+                                                 "does not exist"}
     if ctx.check:
-        return {"changed": True, "msg": "command would have run (check mode)",
-                "skipped": True}
+        # As Ansible: with creates/removes the command would change something; without,
+        # nothing can be said, so the task is skipped.
+        if creates is None and removes is None:
+            return {**base, "changed": False, "skipped": True,
+                    "msg": "Command would have run if not in check mode"}
+        return {**base, "changed": True, "msg": "Command would have run if not in check mode"}
     cmd: str | list[str]
     if args.get("argv"):
-        cmd = [str(a) for a in args["argv"]]
+        cmd = ["sh", "-c", 'exec "$@"', "sh", *[str(a) for a in args["argv"]]]
+    elif not raw:
+        raise TaskError("command needs cmd, argv or a free-form command")
+    elif shell:
+        cmd = [str(args.get("executable") or "/bin/sh"), "-c", str(raw)]
     else:
-        raw = str(args.get("cmd") or args.get("_raw_params") or "")
-        if not raw:
-            raise TaskError("command needs cmd, argv or a free-form command")
-        cmd = raw if shell else ["sh", "-c", 'exec "$@"', "sh", *shlex.split(raw)]
-    res = conn.run(cmd, cwd=args.get("chdir"))
-    return {"changed": True, "rc": res.returncode, "stdout": res.stdout.rstrip("\n"),
-            "stderr": res.stderr.rstrip("\n"), "stdout_lines": res.stdout.splitlines(),
+        cmd = ["sh", "-c", 'exec "$@"', "sh", *shlex.split(str(raw))]
+    stdin = None
+    if args.get("stdin") is not None:
+        stdin = str(args["stdin"]).encode()
+        if args.get("stdin_add_newline", True):
+            stdin += b"\n"
+    start, t0 = _stamp(), time.monotonic()
+    res = conn.run(cmd, cwd=args.get("chdir"), stdin=stdin)
+    delta = time.monotonic() - t0
+    strip = args.get("strip_empty_ends", True)
+    out = res.stdout.rstrip("\n") if strip else res.stdout
+    err = res.stderr.rstrip("\n") if strip else res.stderr
+    return {"cmd": shown, "changed": True, "rc": res.returncode, "stdout": out,
+            "stderr": err, "stdout_lines": out.splitlines(), "stderr_lines": err.splitlines(),
+            "start": start, "end": _stamp(), "delta": f"0:00:{delta:09.6f}",
             "failed": res.returncode != 0,
-            "msg": "" if res.ok else f"non-zero return code {res.returncode}"}
+            "msg": "" if res.ok else "non-zero return code"}
 
 
-def _debug(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
-    if "var" in args:
-        name = str(args["var"])
-        return {"changed": False, name: ctx.render("{{ " + name + " }}")}
-    return {"changed": False, "msg": args.get("msg", "Hello world!")}
+def _run_command(c: Connection, a: dict[str, Any], x: ModuleContext) -> dict[str, Any]:
+    return _command(c, a, x, shell=False)
 
+
+def _run_shell(c: Connection, a: dict[str, Any], x: ModuleContext) -> dict[str, Any]:
+    return _command(c, a, x, shell=True)
+
+
+_COMMON = {
+    "_raw_params": P("str", help="the free-form command"),
+    "cmd": P("str", help="the command, as a parameter"),
+    "creates": P("path", help="skip when this path exists"),
+    "removes": P("path", help="skip unless this path exists"),
+    "chdir": P("path", help="run in this directory"),
+    "stdin": P("str", help="text fed to the command"),
+    "stdin_add_newline": P("bool", default=True),
+    "strip_empty_ends": P("bool", default=True),
+}
+_RETURNS = "cmd, rc, stdout, stderr, stdout_lines, stderr_lines, start, end, delta, msg"
 
 MODULES: dict[str, Module] = {
-    "command": Module(frozenset({"_raw_params", "cmd", "argv", "creates", "removes", "chdir"}),
-                      lambda c, a, x: _command(c, a, x, shell=False)),
-    "shell": Module(frozenset({"_raw_params", "cmd", "creates", "removes", "chdir"}),
-                    lambda c, a, x: _command(c, a, x, shell=True)),
-    "debug": Module(frozenset({"msg", "var"}), _debug),
+    "command": Module(_run_command, Spec(
+        help="Run a program (no shell: no pipes, redirections or variables).",
+        params={**_COMMON,
+                "argv": P("list", elements="str", help="the command as a list of words"),
+                "expand_argument_vars": P("bool", default=True, choices=(True,))},
+        mutually_exclusive=(("_raw_params", "cmd", "argv"),),
+        required_one_of=(("_raw_params", "cmd", "argv"),),
+        unsupported={"warn": "removed from Ansible in 2.14",
+                     "executable": "command runs no shell; use shell"},
+        returns=_RETURNS,
+        differences="in check mode a command with creates/removes reports changed, "
+                    "without them it is skipped (as Ansible).")),
+    "shell": Module(_run_shell, Spec(
+        help="Run a command through a shell (/bin/sh unless executable).",
+        params={**_COMMON, "executable": P("path", help="the shell, e.g. /bin/bash")},
+        mutually_exclusive=(("_raw_params", "cmd"),),
+        required_one_of=(("_raw_params", "cmd"),),
+        unsupported={"warn": "removed from Ansible in 2.14"},
+        returns=_RETURNS)),
 }

@@ -12,9 +12,10 @@ from typing import Any
 
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
-from provision9p.tasks.modules.base import STATES, Module, ModuleContext, run_checked
+from provision9p.tasks.modules.base import Module, ModuleContext, run_checked
+from provision9p.tasks.modules.spec import P, Spec
 
-_STATES = STATES["service"]
+_STATES = ("started", "stopped", "restarted", "reloaded")
 _ENABLED = {"enabled", "enabled-runtime", "alias", "static", "indirect", "generated"}
 
 
@@ -69,10 +70,35 @@ def _systemd(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict
     return result
 
 
+_SERVICE = {
+    "state": P("str", choices=_STATES, help="in the tree phase: nothing runs yet"),
+    "enabled": P("bool", help="start at boot"),
+}
+_SYSTEMD = Spec(
+    help="A systemd unit: enabled, masked, started/stopped/restarted/reloaded.",
+    params={"name": P("str", aliases=("service", "unit")), **_SERVICE,
+            "masked": P("bool"),
+            "daemon_reload": P("bool", default=False, aliases=("daemon-reload",)),
+            "scope": P("str", default="system", choices=("system",)),
+            "no_block": P("bool", default=False, choices=(False,))},
+    required_one_of=(("name", "daemon_reload"),),
+    unsupported={"daemon_reexec": "not done", "force": "not done"},
+    returns="name, state, enabled, status (UnitFileState, ActiveState)",
+    differences="status holds only UnitFileState and ActiveState; in the tree phase "
+                "state=started means 'starts at boot' and restarts have nothing to act on.")
+
 MODULES: dict[str, Module] = {
-    "service": Module(frozenset({"name", "state", "enabled"}), _systemd),
-    "systemd": Module(frozenset({"name", "state", "enabled", "masked", "daemon_reload"}),
-                      _systemd),
-    "systemd_service": Module(frozenset({"name", "state", "enabled", "masked",
-                                         "daemon_reload"}), _systemd),
+    "service": Module(_systemd, Spec(
+        help="A service (systemd here): enabled and started/stopped/restarted/reloaded.",
+        params={"name": P("str", required=True), **_SERVICE,
+                "use": P("str", default="auto", choices=("auto", "systemd")),
+                "pattern": P("str", help="accepted: systemd knows the unit's state"),
+                "sleep": P("int", help="accepted: systemctl restart waits itself")},
+        unsupported={"arguments": "systemd units take no arguments here",
+                     "args": "systemd units take no arguments here",
+                     "runlevel": "no SysV runlevels"},
+        returns="name, state, enabled, status",
+        differences=_SYSTEMD.differences)),
+    "systemd": Module(_systemd, _SYSTEMD),
+    "systemd_service": Module(_systemd, _SYSTEMD),
 }

@@ -12,7 +12,6 @@ from typing import Any
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
 from provision9p.tasks.modules.base import (
-    STATES,
     Module,
     ModuleContext,
     fstab_escape,
@@ -20,6 +19,7 @@ from provision9p.tasks.modules.base import (
     run_checked,
     write_content,
 )
+from provision9p.tasks.modules.spec import P, Spec
 
 
 def _hostname(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
@@ -72,17 +72,23 @@ def _sysctl(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[
 
 
 def _sysctl_value(value: Any) -> str:
+    """As Ansible reads a sysctl value: booleans (and their words) are 1 and 0."""
     if isinstance(value, bool):
         return "1" if value else "0"
+    word = str(value).strip().lower()
+    if word in ("yes", "true", "on"):
+        return "1"
+    if word in ("no", "false", "off"):
+        return "0"
     return " ".join(str(value).split())
 
 
 # Ansible's mount module (ansible.posix.mount): fstab entries and the mount itself.
-_MOUNT_STATES = STATES["mount"]
+_MOUNT_STATES = ("mounted", "unmounted", "present", "absent", "remounted")
 
 
 def _mount(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
-    path = str(args.get("path") or args.get("name") or "").rstrip("/") or "/"
+    path = str(args["path"]).rstrip("/") or "/"
     state = args.get("state")
     if state not in _MOUNT_STATES:
         raise TaskError(f"mount: state must be one of {', '.join(_MOUNT_STATES)}")
@@ -161,10 +167,69 @@ def _is_mounted(conn: Connection, path: str) -> bool:
     return any(ln.split()[1:2] == [fstab_escape(path)] for ln in res.stdout.splitlines())
 
 
+def _timezone(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
+    """/etc/localtime as a link into the zoneinfo and /etc/timezone, as Debian keeps
+    them (what timedatectl and dpkg-reconfigure tzdata write), so it works offline too."""
+    name = str(args["name"])
+    zone = f"/usr/share/zoneinfo/{name}"
+    if ".." in name.split("/") or conn.stat(zone) is None:
+        raise TaskError(f"timezone: no zone {name!r} in the guest ({zone})",
+                        hint="is tzdata installed? names look like Europe/Paris or Etc/UTC")
+    st = conn.stat("/etc/localtime")
+    before = ""
+    if st is not None and st.is_link:
+        before = conn.readlink("/etc/localtime").split("zoneinfo/", 1)[-1]
+    result: dict[str, Any] = {"changed": False,
+                              "diff": {"before": {"name": before}, "after": {"name": name}}}
+    if before != name:
+        result["changed"] = True
+        if not ctx.check:
+            if st is not None:
+                conn.remove("/etc/localtime")
+            conn.symlink(zone, "/etc/localtime")
+    res = write_content(conn, "/etc/timezone", f"{name}\n".encode(), {}, ctx)
+    result["changed"] |= res["changed"]
+    return result
+
+
 MODULES: dict[str, Module] = {
-    "hostname": Module(frozenset({"name", "use"}), _hostname),
-    "sysctl": Module(frozenset({"name", "value", "state", "sysctl_file", "reload",
-                                "sysctl_set", "ignoreerrors"}), _sysctl),
-    "mount": Module(frozenset({"path", "name", "src", "fstype", "opts", "state", "dump",
-                               "passno", "fstab", "boot"}), _mount),
+    "hostname": Module(_hostname, Spec(
+        help="The guest's host name (/etc/hostname; also set live once booted).",
+        params={"name": P("str", required=True),
+                "use": P("str", choices=("systemd", "debian", "generic"),
+                         help="accepted: /etc/hostname is written either way")},
+        returns="name, ansible_facts.ansible_hostname")),
+    "sysctl": Module(_sysctl, Spec(
+        help="A kernel setting in sysctl.conf, applied live once booted.",
+        params={"name": P("str", required=True, aliases=("key",)),
+                "value": P("raw", aliases=("val",), help="yes/no and true/false are 1/0"),
+                "state": P("str", default="present", choices=("present", "absent")),
+                "sysctl_file": P("path", default="/etc/sysctl.conf"),
+                "reload": P("bool", default=True),
+                "sysctl_set": P("bool", default=False),
+                "ignoreerrors": P("bool", default=False)},
+        required_if=(("state", "present", ("value",)),),
+        returns="name, value",
+        differences="in the tree phase only the file is written; the value applies at "
+                    "boot.")),
+    "mount": Module(_mount, Spec(
+        help="An fstab entry, and the mount itself once booted.",
+        params={"path": P("path", required=True, aliases=("name",)),
+                "src": P("str"), "fstype": P("str"), "opts": P("str"),
+                "state": P("str", required=True, choices=_MOUNT_STATES),
+                "dump": P("str", default="0"), "passno": P("str", default="0"),
+                "fstab": P("path", default="/etc/fstab"),
+                "boot": P("bool", default=True)},
+        required_if=(("state", "mounted", ("src", "fstype")),
+                     ("state", "present", ("src", "fstype"))),
+        unsupported={"backup": "not done for fstab", "opts_no_log": "not done"},
+        returns="name, src, fstype, opts",
+        differences="in the tree phase state=mounted writes fstab and makes the directory; "
+                    "the mount happens at boot.")),
+    "timezone": Module(_timezone, Spec(
+        help="The guest's time zone: /etc/localtime and /etc/timezone.",
+        params={"name": P("str", required=True, help="e.g. Europe/Paris, Etc/UTC")},
+        unsupported={"hwclock": "the guest's clock is QEMU's"},
+        returns="diff (before/after name)",
+        differences="writes the files directly (no timedatectl), so it works on the tree.")),
 }
