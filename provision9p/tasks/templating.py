@@ -12,6 +12,7 @@ from jinja2.nativetypes import NativeEnvironment
 
 from provision9p.errors import TaskError
 from provision9p.tasks.filters import FILTERS, TESTS
+from provision9p.tasks.lookups import JINJA_GLOBALS
 
 _native = NativeEnvironment(undefined=jinja2.StrictUndefined)
 _text = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -21,6 +22,7 @@ _files = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newl
 for _env in (_native, _text, _files):
     _env.filters.update(FILTERS)
     _env.tests.update(TESTS)
+    _env.globals.update(JINJA_GLOBALS)  # lookup(), query(), q()
 
 
 @functools.lru_cache(maxsize=4096)
