@@ -130,7 +130,7 @@ def test_dynamic_includes_fail_only_when_reached(tmp_path: Path) -> None:
         "defaults/main.yml": "os: Debian\nos_file: '{{ os }}.yml'\n",
     })
     conn = tree(tmp_path)
-    recap, out = play(conn, lab(tmp_path))
+    _recap, _out = play(conn, lab(tmp_path))
     assert conn.read_file("/srv/debian") == b"deb"
     assert conn.read_file("/srv/each-b") == b"b" and conn.stat("/srv/tagged") is not None
     conn.remove("/srv/tagged")
@@ -167,7 +167,7 @@ def test_import_and_include_role_with_from_files(tmp_path: Path) -> None:
             """,
     })
     conn = tree(tmp_path)
-    recap, out = play(conn, lab(tmp_path))
+    _recap, out = play(conn, lab(tmp_path))
     assert conn.read_file("/srv/fromvars") == b"fromvars lib"
     assert conn.read_file("/srv/other") == b"other lib"
     assert conn.read_file("/srv/handled") == b"handled", out
@@ -200,7 +200,7 @@ def test_handlers_listen_and_end_play(tmp_path: Path) -> None:
         "defaults/main.yml": "stop_here: true\n",
     })
     conn = tree(tmp_path)
-    recap, out = play(conn, lab(tmp_path))
+    recap, _out = play(conn, lab(tmp_path))
     assert conn.read_file("/srv/heard") == b"x\ny\n"
     assert conn.stat("/srv/b") is None and conn.stat("/srv/never") is None
     assert recap.failed == 0

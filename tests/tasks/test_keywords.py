@@ -62,7 +62,7 @@ def test_environment_diff_and_no_log(tmp_path: Path) -> None:
           diff: true
         """, defaults="word: hello\n")
     conn = tree(tmp_path)
-    recap, out = play(conn, lab(tmp_path))
+    _recap, out = play(conn, lab(tmp_path))
     assert conn.read_file("/srv/env") == b"hello there\n"
     assert "censored" in out and "secret hello" not in out
     assert "+shown" in out  # the task's diff keyword, without --diff
@@ -85,7 +85,7 @@ def test_until_retries_and_attempts(tmp_path: Path) -> None:
         - copy: {content: "{{ never.attempts }}", dest: /srv/never}
         """)
     conn = tree(tmp_path)
-    recap, out = play(conn, lab(tmp_path))
+    recap, _out = play(conn, lab(tmp_path))
     assert conn.read_file("/srv/attempts") == b"3"
     assert conn.read_file("/srv/never") == b"2"  # retries + 1 attempts, as Ansible
     assert recap.ignored == 1
@@ -99,7 +99,8 @@ def test_loops_register_and_loop_control(tmp_path: Path) -> None:
           register: out
           changed_when: false
         - copy:
-            content: "{{ out.results | map(attribute='stdout') | join(',') }} {{ out.results[1].x }}"
+            content: >-
+              {{ out.results | map(attribute='stdout') | join(',') }} {{ out.results[1].x }}
             dest: /srv/loop
         - copy: {content: x, dest: /srv/none}
           loop: []
@@ -111,7 +112,7 @@ def test_loops_register_and_loop_control(tmp_path: Path) -> None:
           tags: "one, two"
         """)
     conn = tree(tmp_path)
-    recap, out = play(conn, lab(tmp_path))
+    _recap, out = play(conn, lab(tmp_path))
     assert conn.read_file("/srv/loop") == b"a-0-True-2,b-1-False-2 b"
     assert "(item=La)" in out
     assert conn.read_file("/srv/empty") == b"True"
@@ -199,7 +200,7 @@ def test_free_form_key_value_arguments(tmp_path: Path) -> None:
         - shell: echo "$((1+2))" > /srv/d/sum removes=/srv/d/f
         """)
     conn = tree(tmp_path)
-    recap, out = play(conn, lab(tmp_path))
+    _recap, _out = play(conn, lab(tmp_path))
     st = conn.stat("/srv/d")
     assert st is not None and st.mode & 0o7777 == 0o750
     assert conn.read_file("/srv/d/f") == b"a b" and conn.read_file("/srv/d/g") == b"X y\n"
