@@ -221,7 +221,7 @@ def _fileglob(terms: list[Any], variables: Mapping[str, Any], **kw: Any) -> list
 def _first_found(terms: list[Any], variables: Mapping[str, Any], **kw: Any) -> list[Any]:
     skip = bool(kw.get("skip", False))
     candidates: list[tuple[str, list[str]]] = []  # (file, paths)
-    for term in terms:
+    for term in _flatten_once(terms):
         spec = term if isinstance(term, Mapping) else {"files": [term]}
         files = _split_list(spec.get("files", spec.get("file", [])))
         paths = _split_list(spec.get("paths", spec.get("path", [])))
