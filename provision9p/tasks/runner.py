@@ -138,6 +138,7 @@ class Runner:
             if task.module == "import_role":
                 self.add_handlers(task.role.imports, inh.ctx)
                 child_ctx = PlayRole(_imported(task), {}, [], inh.ctx.tags)
+                self.state.publish(child_ctx.role)  # import_role is public, as in Ansible
                 inner = replace(inh.into(task), ctx=child_ctx)
             else:
                 inner = inh.into(task)
@@ -192,11 +193,12 @@ class Runner:
             if apply:
                 inner = inner.into(Task(task.name, "block", {}, dict(apply), task.where,
                                         task.role))
-            self.recap.ok += 1
             self.reporter.result(self.conn.guest, "included", {}, ivars.get(
                 ivars.get("ansible_loop_var", "item")) if ivars else None)
             if isinstance(loaded, Role):
                 self.add_handlers([loaded], inh.ctx)
+                if boolean(args.get("public", False), local):
+                    self.state.publish(loaded)
                 ctx = PlayRole(loaded, {}, [], inh.ctx.tags)
                 inner = replace(inner, ctx=ctx)
                 with contextlib.suppress(EndRole):
@@ -238,13 +240,20 @@ class Runner:
     def flush_handlers(self) -> None:
         while self.notified:
             pending, self.notified = self.notified, []
-            for handler in self.handlers:
-                tvars = self.state.base(handler.ctx)
-                name = str(render(handler.task.name, tvars))
-                listen = [str(x) for x in as_list(handler.task.keywords.get("listen"))]
-                names = {name, f"{handler.ctx.role.name} : {name}", *listen}
-                if names & set(pending):
+            matched = [(h, self._handler_names(h) & set(pending)) for h in self.handlers]
+            unknown = set(pending).difference(*(names for _, names in matched))
+            if unknown:
+                raise TaskError(f"no handler named or listening to {sorted(unknown)[0]!r} "
+                                "was notified", hint="check the names in notify: and the "
+                                "handlers' name:/listen:")
+            for handler, names in matched:
+                if names:
                     self.run_one(handler.task, Inherit(handler.ctx))
+
+    def _handler_names(self, handler: Handler) -> set[str]:
+        name = str(render(handler.task.name, self.state.base(handler.ctx)))
+        listen = [str(x) for x in as_list(handler.task.keywords.get("listen"))]
+        return {name, f"{handler.ctx.role.name} : {name}", *listen}
 
     # -- one task -----------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ class HostState:
         self.registered: dict[str, Any] = {}
         self.extra = extra
         self.public_vars: dict[str, Any] = {}
+        self.public_defaults: dict[str, Any] = {}
         for pr in play:
             self.public_vars.update(pr.role.vars)
         self.version = 0
@@ -112,6 +113,12 @@ class HostState:
             self.set_facts[key] = value
         self.changed()
 
+    def publish(self, role: Role) -> None:
+        """import_role, include_role public: its defaults and vars for later tasks."""
+        self.public_defaults.update(role.defaults)
+        self.public_vars.update(role.vars)
+        self.changed()
+
     def clear_facts(self) -> None:
         self.facts.clear()
         self.set_facts.clear()
@@ -127,7 +134,7 @@ class HostState:
         if hit is not None and hit[0] == self.version:
             return hit[1]
         role = pr.role
-        defaults: dict[str, Any] = {}
+        defaults: dict[str, Any] = dict(self.public_defaults)
         for dep in _all_deps(pr):
             defaults.update(dep.role.defaults)
         merged = {**self.magic, "role_name": role.name, "role_path": str(role.path),

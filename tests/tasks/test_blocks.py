@@ -151,28 +151,29 @@ def test_import_and_include_role_with_from_files(tmp_path: Path) -> None:
             defaults_from: other
             handlers_from: more
         - meta: flush_handlers
-        - copy: {content: "{{ 'after' }}", dest: /srv/after}
+        - shell: echo after >> /srv/order
+          changed_when: false
         """})
     write_role(tmp_path, "lib", {
         "tasks/setup.yml": """\
-            - copy: {content: "{{ lib_word }} {{ role_name }}", dest: "/srv/{{ lib_word }}"}
+            - copy:
+                content: "{{ lib_word }} {{ lib_extra | default('-') }} {{ role_name }}"
+                dest: "/srv/{{ lib_word }}"
               notify: lib changed
             """,
         "defaults/main.yml": "lib_word: default\n",
         "defaults/other.yml": "lib_word: other\n",
-        "vars/extra.yml": "lib_word: fromvars\n",
+        "vars/extra.yml": "lib_extra: fromvars\n",
         "handlers/more.yml": """\
             - name: "lib {{ 'changed' }}"
-              copy: {content: handled, dest: /srv/handled}
+              shell: echo handled >> /srv/order
             """,
     })
     conn = tree(tmp_path)
     _recap, out = play(conn, lab(tmp_path))
-    assert conn.read_file("/srv/fromvars") == b"fromvars lib"
-    assert conn.read_file("/srv/other") == b"other lib"
-    assert conn.read_file("/srv/handled") == b"handled", out
-    # flushed before the last task ran: the handler's line comes first
-    assert out.index("lib changed") < out.index("/srv/after") if "/srv/after" in out else True
+    assert conn.read_file("/srv/default") == b"default fromvars lib"
+    assert conn.read_file("/srv/other") == b"other fromvars lib"  # import_role is public
+    assert conn.read_file("/srv/order") == b"handled\nafter\n", out  # flushed first
     recap2, out2 = play(conn, lab(tmp_path))
     assert recap2.changed == 0, out2
 
@@ -233,3 +234,28 @@ def test_dependencies_with_vars_duplicates_and_vars_dirs(tmp_path: Path) -> None
     conn.remove("/srv/deps")
     play(conn, lab(tmp_path))
     assert conn.read_file("/srv/deps") == b"first\nsecond\nsecond\n"
+
+
+def test_a_notify_nobody_listens_to_is_an_error(tmp_path: Path) -> None:
+    write_role(tmp_path, "demo", {"tasks/main.yml": """\
+        - copy: {content: a, dest: /srv/a}
+          notify: restart nothing
+        """})
+    with pytest.raises(TaskError, match="no handler named or listening to 'restart nothing'"):
+        play(tree(tmp_path), lab(tmp_path))
+
+
+def test_imported_role_vars_are_public_afterwards(tmp_path: Path) -> None:
+    write_role(tmp_path, "demo", {"tasks/main.yml": """\
+        - import_role: {name: lib}
+        - include_role: {name: other, public: true}
+        - copy: {content: "{{ lib_default }} {{ lib_var }} {{ other_default }}", dest: /srv/p}
+        """})
+    write_role(tmp_path, "lib", {"defaults/main.yml": "lib_default: d\n",
+                                 "vars/main.yml": "lib_var: v\n",
+                                 "tasks/main.yml": "- debug: {msg: lib}\n"})
+    write_role(tmp_path, "other", {"defaults/main.yml": "other_default: o\n",
+                                   "tasks/main.yml": "- debug: {msg: other}\n"})
+    conn = tree(tmp_path)
+    play(conn, lab(tmp_path))
+    assert conn.read_file("/srv/p") == b"d v o"
