@@ -68,7 +68,7 @@ def execute(runner: Runner, task: Task, inh: Inherit) -> None:
             diff = (boolean(kw["diff"], local) if "diff" in kw else runner.opts.diff)
             runner.reporter.result(guest, status, shown, label, diff=diff and not no_log)
             if isinstance(res.get("ansible_facts"), dict) and not res.get("failed"):
-                runner.state.add_facts(res["ansible_facts"])
+                runner.state.add_facts(res["ansible_facts"], task.module)
         if ivars:
             var = ivars["ansible_loop_var"]
             res = {**res, var: ivars[var], "ansible_loop_var": var}

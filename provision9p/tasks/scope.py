@@ -104,12 +104,13 @@ class HostState:
         self.registered[name] = value
         self.changed()
 
-    def add_facts(self, facts: Mapping[str, Any]) -> None:
-        """A module's `ansible_facts`: `ansible_x` keys are facts (also `ansible_facts.x`),
-        the others variables (set_fact, include_vars)."""
+    def add_facts(self, facts: Mapping[str, Any], module: str) -> None:
+        """A module's `ansible_facts`. set_fact and include_vars give variables; the
+        others (setup, service_facts, package_facts) give facts, as `ansible_facts.x`
+        without their `ansible_` prefix and as variables under the name returned."""
         for key, value in facts.items():
-            if key.startswith("ansible_") and key != "ansible_facts":
-                self.facts[key[len("ansible_"):]] = value
+            if module not in ("set_fact", "include_vars") and key != "ansible_facts":
+                self.facts[key.removeprefix("ansible_")] = value
             self.set_facts[key] = value
         self.changed()
 

@@ -4,6 +4,7 @@ variables, facts, and what fails at load."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -148,15 +149,21 @@ def test_module_facts_join_the_variables(tmp_path: Path, monkeypatch: pytest.Mon
         return {"changed": False, "ansible_facts": dict(args)}
     monkeypatch.setitem(MODULES, "facts_probe", Module(frozenset({"mine", "ansible_os"}),
                                                         facts))
+    monkeypatch.setitem(MODULES, "set_fact", Module(frozenset({"mine"}), facts))
     _role(tmp_path, """\
         - facts_probe: mine={{ base }}-x ansible_os=Debian
-        - copy: {content: "{{ mine }} {{ ansible_os }} {{ ansible_facts.os }}", dest: /srv/f}
+        - copy:
+            content: "{{ mine }} {{ ansible_os }} {{ ansible_facts.os }} {{ ansible_facts.mine }}"
+            dest: /srv/f
+        - set_fact: mine=again
+        - copy: {content: "{{ mine }} {{ ansible_facts.mine }}", dest: /srv/s}
         - meta: clear_facts
         - copy: {content: "{{ mine | default('cleared') }}", dest: /srv/c}
         """, defaults="base: b\nmine: role-default\n")
     conn = tree(tmp_path)
     play(conn, lab(tmp_path))
-    assert conn.read_file("/srv/f") == b"b-x Debian Debian"
+    assert conn.read_file("/srv/f") == b"b-x Debian Debian b-x"
+    assert conn.read_file("/srv/s") == b"again b-x"  # set_fact gives a variable only
     assert conn.read_file("/srv/c") == b"role-default"
 
 
@@ -207,3 +214,14 @@ def test_free_form_key_value_arguments(tmp_path: Path) -> None:
     assert conn.stat("/srv/d/made") is not None and conn.read_file("/srv/d/sum") == b"3\n"
     again, _ = play(conn, lab(tmp_path))
     assert again.changed == 1  # only the shell task, which has no creates=
+
+
+def test_loop_control_pause_waits_between_items(tmp_path: Path) -> None:
+    _role(tmp_path, """\
+        - debug: {msg: "{{ item }}"}
+          loop: [1, 2, 3]
+          loop_control: {pause: 0.3}
+        """)
+    start = time.monotonic()
+    play(tree(tmp_path), lab(tmp_path))
+    assert time.monotonic() - start >= 0.6  # two pauses: between items, not before
