@@ -52,6 +52,8 @@ def execute(runner: Runner, task: Task, inh: Inherit) -> None:
         ivars = (loop_vars(control, items, index)
                  if items is not None and index is not None else {})
         local = runner.variables(task, inh, ivars) if ivars else tvars
+        if "check_mode" in kw:  # the task's own check mode, as Ansible's play context has it
+            local = {**local, "ansible_check_mode": boolean(kw["check_mode"], local)}
         no_log = boolean(kw.get("no_log", False), local)
         label = _label(control, ivars, local, no_log)
         if index and "pause" in control:

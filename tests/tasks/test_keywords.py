@@ -29,10 +29,13 @@ def test_check_mode_false_runs_under_check(tmp_path: Path) -> None:
         - copy: {content: "{{ probe.stdout }}", dest: /srv/out}
         - shell: touch /srv/forced-check
           check_mode: true
+        - copy: {content: "{{ ansible_check_mode }}", dest: /srv/mode}
+          check_mode: false
         """)
     conn = tree(tmp_path)
     play(conn, lab(tmp_path), check=True)
     assert conn.stat("/srv/ran") is not None and conn.stat("/srv/out") is None
+    assert conn.read_file("/srv/mode") == b"False"
     play(conn, lab(tmp_path))
     assert conn.read_file("/srv/out") == b"probed"
     assert conn.stat("/srv/forced-check") is None
