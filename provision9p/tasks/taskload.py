@@ -23,7 +23,7 @@ from provision9p.tasks.modules import ALIASES, MODULES, check_args
 #: Keywords a block passes down to its tasks (as Ansible's blocks do).
 INHERITED = {"become", "become_user", "become_method", "environment", "check_mode", "diff",
              "ignore_errors", "ignore_unreachable", "no_log", "any_errors_fatal", "run_once",
-             "throttle", "phase", "collections"}
+             "throttle", "phase", "collections", "notify"}
 BLOCK_KEYWORDS = {"name", "when", "tags", "vars", "block", "rescue", "always", *INHERITED}
 TASK_KEYWORDS = {
     "name", "when", "loop", "loop_control", "register", "notify", "tags", "ignore_errors",

@@ -49,6 +49,13 @@ def test_block_inherits_when_vars_tags_and_rescue_sees_the_failure(tmp_path: Pat
         - block:
             - copy: {content: x, dest: /srv/skipped}
           when: false
+        - block:
+            - copy: {content: x, dest: /srv/notifier}
+          notify: from block
+          tags: web
+        """, "handlers/main.yml": """\
+        - name: from block
+          copy: {content: heard, dest: /srv/heard}
         """})
     conn = tree(tmp_path)
     recap, out = play(conn, lab(tmp_path), tags={"web"})
@@ -57,6 +64,7 @@ def test_block_inherits_when_vars_tags_and_rescue_sees_the_failure(tmp_path: Pat
     assert conn.read_file("/srv/rescued") == b"breaks 1"
     assert conn.read_file("/srv/always") == b"always"
     assert conn.stat("/srv/skipped") is None
+    assert conn.read_file("/srv/heard") == b"heard"  # a block's notify, on its tasks
     assert (recap.failed, recap.rescued) == (0, 1), out
     assert "rescued=1" in out
 
