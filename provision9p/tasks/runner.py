@@ -75,6 +75,8 @@ class Inherit:
     tags: frozenset[str] = frozenset()
     vars: Mapping[str, Any] = field(default_factory=dict)
     keywords: Mapping[str, Any] = field(default_factory=dict)
+    #: Handlers ignore --tags/--skip-tags, as in Ansible.
+    handler: bool = False
 
     def into(self, task: Task, *, when: bool = True) -> Inherit:
         kw = task.keywords
@@ -144,8 +146,7 @@ class Runner:
                 inner = inh.into(task)
             self._block(task, inner)
             return
-        tags = task.tags | inh.tags
-        if not self.selected(tags):
+        if not inh.handler and not self.selected(task.tags | inh.tags):
             return
         if task.module in ("include_tasks", "include_role"):
             self._include(task, inh)
@@ -248,7 +249,7 @@ class Runner:
                                 "handlers' name:/listen:")
             for handler, names in matched:
                 if names:
-                    self.run_one(handler.task, Inherit(handler.ctx))
+                    self.run_one(handler.task, Inherit(handler.ctx, handler=True))
 
     def _handler_names(self, handler: Handler) -> set[str]:
         name = str(render(handler.task.name, self.state.base(handler.ctx)))
