@@ -43,6 +43,13 @@ def lookup(name: str) -> Callable[[Lookup], Lookup]:
     return register
 
 
+def lookup_name(name: str) -> str:
+    """`ansible.builtin.file` and `community.general.flattened` by their short names."""
+    for prefix in ("ansible.builtin.", "ansible.legacy.", "community.general."):
+        name = name.removeprefix(prefix)
+    return name
+
+
 def search_paths(variables: Mapping[str, Any], subdir: str | None = None) -> list[Path]:
     subdir = subdir or str(variables.get(SUBDIR_VAR) or "files")
     out: list[Path] = []
@@ -86,6 +93,14 @@ def _items(terms: list[Any], variables: Mapping[str, Any], **kw: Any) -> list[An
 @lookup("list")
 def _list(terms: list[Any], variables: Mapping[str, Any], **kw: Any) -> list[Any]:
     return list(terms)
+
+
+@lookup("flattened")
+def _flattened(terms: list[Any], variables: Mapping[str, Any], **kw: Any) -> list[Any]:
+    out: list[Any] = []
+    for term in terms:
+        out.extend(_flattened(term, variables) if isinstance(term, list) else [term])
+    return out
 
 
 @lookup("indexed_items")
@@ -323,6 +338,7 @@ def _varnames(terms: list[Any], variables: Mapping[str, Any], **kw: Any) -> list
 
 
 def run_lookup(name: str, terms: Any, variables: Mapping[str, Any], **kw: Any) -> list[Any]:
+    name = lookup_name(name)
     if name not in LOOKUPS:
         raise TaskError(f"not supported by provision9p: lookup {name!r}",
                         hint="lookups: " + ", ".join(sorted(LOOKUPS)))

@@ -16,7 +16,7 @@ import jinja2
 from provision9p.errors import RoleError, TaskError
 from provision9p.tasks.filters import FILTERS, TESTS
 from provision9p.tasks.kv import RAW_MODULES, parse_kv
-from provision9p.tasks.lookups import LOOKUPS
+from provision9p.tasks.lookups import LOOKUPS, lookup_name
 from provision9p.tasks.model import PHASES, Role, Task, as_list, read_yaml, strip_lines
 from provision9p.tasks.modules import ALIASES, MODULES, check_args
 
@@ -95,7 +95,7 @@ def parse_task(role: Role, path: Path, raw: Any, *, handlers: bool = False,
         raw = _action(raw, where)
     loop = _loop(raw, where)
     others = [k for k in raw if k not in TASK_KEYWORDS and k != "loop" and
-              not (k.startswith("with_") and k[5:] in LOOKUPS)]
+              not (k.startswith("with_") and lookup_name(k[5:]) in LOOKUPS)]
     known = [k for k in others if module_name(k) in MODULES or module_name(k) in ACTIONS]
     if len(known) != 1:
         if not others:
@@ -143,7 +143,8 @@ def _action(raw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _loop(raw: dict[str, Any], where: str) -> tuple[str, Any] | None:
-    loops = [k for k in raw if k == "loop" or (k.startswith("with_") and k[5:] in LOOKUPS)]
+    loops = [k for k in raw
+             if k == "loop" or (k.startswith("with_") and lookup_name(k[5:]) in LOOKUPS)]
     if len(loops) > 1:
         raise RoleError(f"{where}: one loop per task, found {', '.join(loops)}")
     if not loops:
@@ -151,7 +152,7 @@ def _loop(raw: dict[str, Any], where: str) -> tuple[str, Any] | None:
             raise RoleError(f"{where}: loop_control without a loop")
         return None
     key = loops[0]
-    return ("loop", raw[key]) if key == "loop" else (key[5:], raw[key])
+    return ("loop", raw[key]) if key == "loop" else (lookup_name(key[5:]), raw[key])
 
 
 def _args(module: str, value: Any, extra: Any, where: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ def test_loop_lookups(tmp_path: Path) -> None:
     assert run_lookup("sequence", ["4-8/2", "3", "2-3:x%d"], v) == [
         "4", "6", "8", "1", "2", "3", "x2", "x3"]
     assert run_lookup("random_choice", ["a", "b"], v)[0] in ("a", "b")
+    assert run_lookup("community.general.flattened", [[1, [2, [3]]], 4], v) == [1, 2, 3, 4]
 
 
 def test_file_lookups_search_the_role(tmp_path: Path) -> None:
