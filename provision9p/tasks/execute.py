@@ -19,7 +19,7 @@ from provision9p.tasks.model import Task, as_list
 from provision9p.tasks.modules import MODULES, ModuleContext
 from provision9p.tasks.modules.base import coerce_args
 from provision9p.tasks.runner import CENSORED, TaskFailed, boolean, test
-from provision9p.tasks.templating import render, template_renderer
+from provision9p.tasks.templating import render, template_renderer, templated
 
 if TYPE_CHECKING:
     from provision9p.tasks.runner import Inherit, Runner
@@ -39,13 +39,17 @@ def execute(runner: Runner, task: Task, inh: Inherit) -> None:
     control = kw.get("loop_control") or {}
     try:
         items = loop_items(task, tvars)
-    except TaskError:
+    except TaskError as loop_error:
         # Ansible: a loop over something undefined is fine when `when` is false anyway
         # (`with_items: "{{ x }}"` + `when: x is defined`).
-        if when and not _when(when, tvars):
-            items = []
-        else:
-            raise
+        try:
+            skip = bool(when) and not _when(when, tvars)
+        except TaskError:
+            skip = False
+        if not skip:
+            raise TaskError(f"{task.where}: {loop_error.message}", hint=loop_error.hint
+                            ) from None
+        items = []
     results: list[dict[str, Any]] = []
     no_log = False
     for index in range(len(items)) if items is not None else [None]:
@@ -128,7 +132,9 @@ def _one(runner: Runner, task: Task, kw: dict[str, Any], local: dict[str, Any]
         user = (str(render(kw.get("become_user", "root"), local))
                 if boolean(kw.get("become", False), local) else None)
         conn = task_connection(runner.conn, user, _environment(kw.get("environment"), local))
-        args = {k: v for k, v in render(task.args, local).items() if v != OMIT}
+        # keys are templates too (`set_fact: {"{{ item.key }}": ...}`), as in Ansible
+        args = {(render(k, local) if templated(k) else k): v
+                for k, v in render(task.args, local).items() if v != OMIT}
         ctx = ModuleContext(check=check, role_path=task.role.path,
                             render=template_renderer(local), variables=local, diff=diff)
         res = dict(MODULES[task.module].run(conn, coerce_args(task.module, args), ctx))

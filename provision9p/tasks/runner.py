@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import jinja2
+
 from provision9p.connect.base import Connection
 from provision9p.errors import TaskError
 from provision9p.tasks.filters import OMIT
@@ -63,7 +65,10 @@ def test(expr: Any, variables: dict[str, Any]) -> bool:
             expr = render(expr, variables)
             if isinstance(expr, bool):
                 return expr
-    return condition(expr, variables)
+    try:
+        return condition(expr, variables)
+    except jinja2.TemplateError as exc:
+        raise TaskError(f"cannot judge {expr!r}: {exc.message or exc}") from None
 
 
 @dataclass(frozen=True)

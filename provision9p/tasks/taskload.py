@@ -8,6 +8,8 @@ Whatever Ansible has and we do not fails with "not supported by provision9p: X".
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -211,14 +213,32 @@ def _check_keywords(kw: dict[str, Any], where: str) -> None:
         raise RoleError(f"{where}: vars must be a mapping")
 
 
+@functools.lru_cache(maxsize=8192)
+def _template_problem(source: str) -> tuple[str, str] | None:
+    """(kind, text) of what is wrong with a template, compiled as it will run: syntax,
+    or a filter or test that does not exist."""
+    try:
+        _syntax.compile(source)
+    except jinja2.TemplateAssertionError as exc:
+        m = re.match(r"No (filter|test) named '([^']+)'", exc.message or "")
+        if m:
+            return ("unsupported", f"Jinja2 {m.group(1)} {m.group(2)!r}")
+        return ("error", exc.message or str(exc))
+    except jinja2.TemplateSyntaxError as exc:
+        return ("error", exc.message or str(exc))
+    return None
+
+
 def _check_templates(value: Any, where: str) -> None:
     if isinstance(value, str) and ("{{" in value or "{%" in value):
-        try:
-            _syntax.parse(value)
-        except jinja2.TemplateSyntaxError as exc:
-            raise RoleError(f"{where}: template error in {value!r}: {exc.message}") from None
+        problem = _template_problem(value)
+        if problem and problem[0] == "unsupported":
+            raise unsupported(where, problem[1])
+        if problem:
+            raise RoleError(f"{where}: template error in {value!r}: {problem[1]}")
     elif isinstance(value, dict):
-        for v in value.values():
+        for k, v in value.items():
+            _check_templates(k, where)
             _check_templates(v, where)
     elif isinstance(value, list):
         for v in value:

@@ -191,6 +191,8 @@ def test_gather_facts_keys_in_the_lab(tmp_path: Path) -> None:
     ("- debug: {msg: x}\n  with_inventory_hostnames: all\n", "loop 'with_inventory_hostnames'"),
     ("- command: 'true'\n  become_method: pbrun\n", "become_method 'pbrun'"),
     ("- block: [{debug: {msg: x}}]\n  register: r\n", "block keyword 'register'"),
+    ("- debug: {msg: \"{{ x | frobnicate }}\"}\n", "Jinja2 filter 'frobnicate'"),
+    ("- debug: {msg: x}\n  when: x is frobbed\n", "Jinja2 test 'frobbed'"),
 ])
 def test_what_is_not_supported_fails_at_load(tmp_path: Path, task: str, what: str) -> None:
     _role(tmp_path, "- name: first\n  copy: {content: a, dest: /srv/a}\n" + task)
