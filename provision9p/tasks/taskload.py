@@ -217,8 +217,12 @@ def _check_keywords(kw: dict[str, Any], where: str) -> None:
 def _template_problem(source: str) -> tuple[str, str] | None:
     """(kind, text) of what is wrong with a template, compiled as it will run: syntax,
     or a filter or test that does not exist."""
+    from provision9p.tasks import templating
+
+    # The environment tasks render with, so its filters and tests are the ones checked.
+    env = getattr(templating, "_native", _syntax)
     try:
-        _syntax.compile(source)
+        env.compile(source)
     except jinja2.TemplateAssertionError as exc:
         m = re.match(r"No (filter|test) named '([^']+)'", exc.message or "")
         if m:
