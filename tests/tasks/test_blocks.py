@@ -267,3 +267,24 @@ def test_imported_role_vars_are_public_afterwards(tmp_path: Path) -> None:
     conn = tree(tmp_path)
     play(conn, lab(tmp_path))
     assert conn.read_file("/srv/p") == b"d v o"
+
+
+def test_include_tasks_with_first_found_searches_tasks(tmp_path: Path) -> None:
+    write_role(tmp_path, "demo", {
+        "tasks/main.yml": """\
+            - include_tasks: "{{ item }}"
+              with_first_found:
+                - "{{ os }}-{{ release }}.yml"
+                - "{{ os }}.yml"
+                - default.yml
+            - include_role: {name: "{{ item }}"}
+              loop: [lib]
+            """,
+        "tasks/Debian.yml": "- copy: {content: deb, dest: /srv/found}\n",
+        "tasks/default.yml": "- copy: {content: default, dest: /srv/found}\n",
+        "defaults/main.yml": "os: Debian\nrelease: trixie\n",
+    })
+    write_role(tmp_path, "lib", {"tasks/main.yml": "- copy: {content: lib, dest: /srv/lib}\n"})
+    conn = tree(tmp_path)
+    play(conn, lab(tmp_path))
+    assert conn.read_file("/srv/found") == b"deb" and conn.read_file("/srv/lib") == b"lib"
