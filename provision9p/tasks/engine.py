@@ -105,6 +105,7 @@ def run_play(conn: Connection, guest: GuestSpec, lab: LabSpec, *, check: bool = 
     _bind_handlers(runner, play)
     try:
         for pr in play:
+            runner.ran_roles.add((str(pr.role.path), repr(sorted(pr.ref_vars.items()))))
             if pr.role.phase not in ("any", conn.phase):
                 continue
             with contextlib.suppress(EndRole):

@@ -88,6 +88,9 @@ class Role:
     allow_duplicates: bool = False
     #: Roles its tasks import statically (import_role): their handlers join the play's.
     imports: list[Role] = field(default_factory=list)
+    #: Its dependencies, loaded, when it is itself imported or included by a task
+    #: (a play's roles get theirs through the play).
+    dep_roles: list[tuple[RoleDep, Role]] = field(default_factory=list)
 
 
 @dataclass(eq=False)

@@ -112,6 +112,8 @@ class Runner:
         self.conn, self.state, self.reporter, self.recap = conn, state, reporter, recap
         self.opts = opts
         self.handlers: list[Handler] = []
+        #: Roles that ran, by (path, parameters): a dependency runs once.
+        self.ran_roles: set[tuple[str, str]] = set()
         self.notified: list[str] = []
 
     # -- selection and variables ------------------------------------------------------
@@ -144,9 +146,10 @@ class Runner:
         if task.module in ("block", "import_tasks", "import_role"):
             if task.module == "import_role":
                 self.add_handlers(task.role.imports, inh.ctx)
-                child_ctx = PlayRole(_imported(task), {}, [], inh.ctx.tags)
+                inner = inh.into(task)
+                child_ctx = self.run_deps(_imported(task), inner)
                 self.state.publish(child_ctx.role)  # import_role is public, as in Ansible
-                inner = replace(inh.into(task), ctx=child_ctx)
+                inner = replace(inner, ctx=child_ctx)
             else:
                 inner = inh.into(task)
             self._block(task, inner)
@@ -205,8 +208,7 @@ class Runner:
                 self.add_handlers([loaded], inh.ctx)
                 if boolean(args.get("public", False), local):
                     self.state.publish(loaded)
-                ctx = PlayRole(loaded, {}, [], inh.ctx.tags)
-                inner = replace(inner, ctx=ctx)
+                inner = replace(inner, ctx=self.run_deps(loaded, inner))
                 with contextlib.suppress(EndRole):
                     self.run_list(loaded.tasks, inner)
             else:
@@ -228,6 +230,25 @@ class Runner:
             self.state.clear_facts()
         # noop, clear_host_errors, refresh_inventory, reset_connection: nothing to do
         # with one guest over one connection.
+
+    def run_deps(self, role: Role, inh: Inherit) -> PlayRole:
+        """An imported or included role's dependencies run first, each once per run
+        unless its parameters differ or it allows duplicates; returns the role's
+        context (its dependencies' defaults in scope)."""
+        ctx = PlayRole(role, {}, [], inh.ctx.tags)
+        for dep, drole in role.dep_roles:
+            dep_inh = replace(inh, when=inh.when + tuple(dep.when), tags=inh.tags | dep.tags)
+            dep_ctx = self.run_deps(drole, dep_inh)
+            dep_ctx.ref_vars = dict(dep.vars)
+            ctx.deps.append(dep_ctx)
+            key = (str(drole.path), repr(sorted(dep.vars.items())))
+            if key in self.ran_roles and not drole.allow_duplicates:
+                continue
+            self.ran_roles.add(key)
+            self.add_handlers([drole], dep_ctx)
+            with contextlib.suppress(EndRole):
+                self.run_list(drole.tasks, replace(dep_inh, ctx=dep_ctx))
+        return ctx
 
     # -- handlers -------------------------------------------------------------------------
 

@@ -341,10 +341,23 @@ def include_path(task: Task, name: Any) -> Path:
 def role_for(task: Task, args: dict[str, Any]) -> Role:
     from provision9p.tasks.roles import load_role
 
-    return load_role(str(args["name"]), task.role.search,
+    role = load_role(str(args["name"]), task.role.search,
                      tasks_from=args.get("tasks_from"), vars_from=args.get("vars_from"),
                      defaults_from=args.get("defaults_from"),
                      handlers_from=args.get("handlers_from"), parent_tags=task.role.tags)
+    _load_deps(role, 0)
+    return role
+
+
+def _load_deps(role: Role, depth: int) -> None:
+    from provision9p.tasks.roles import load_role
+
+    if depth > 20:
+        raise RoleError(f"role {role.name}: dependencies nested more than 20 deep (a loop?)")
+    for dep in role.dependencies:
+        child = load_role(dep.name, role.search)
+        _load_deps(child, depth + 1)
+        role.dep_roles.append((dep, child))
 
 
 def load_include(task: Task, args: dict[str, Any]) -> list[Task] | Role:

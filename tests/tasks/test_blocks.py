@@ -288,3 +288,19 @@ def test_include_tasks_with_first_found_searches_tasks(tmp_path: Path) -> None:
     conn = tree(tmp_path)
     play(conn, lab(tmp_path))
     assert conn.read_file("/srv/found") == b"deb" and conn.read_file("/srv/lib") == b"lib"
+
+
+def test_imported_and_included_roles_run_their_dependencies_once(tmp_path: Path) -> None:
+    write_role(tmp_path, "demo", {"tasks/main.yml": """\
+        - import_role: {name: app}
+        - include_role: {name: app}
+        """})
+    write_role(tmp_path, "app", {
+        "meta/main.yml": "dependencies: [{role: common, common_word: app}]\n",
+        "tasks/main.yml": "- shell: echo 'app {{ common_default }}' >> /srv/log\n"})
+    write_role(tmp_path, "common", {
+        "defaults/main.yml": "common_default: cd\n",
+        "tasks/main.yml": "- shell: echo 'common {{ common_word }}' >> /srv/log\n"})
+    conn = tree(tmp_path)
+    play(conn, lab(tmp_path))
+    assert conn.read_file("/srv/log") == b"common app\napp cd\napp cd\n"
