@@ -108,8 +108,10 @@ def run_play(conn: Connection, guest: GuestSpec, lab: LabSpec, *, check: bool = 
             runner.ran_roles.add((str(pr.role.path), repr(sorted(pr.ref_vars.items()))))
             if pr.role.phase not in ("any", conn.phase):
                 continue
+            inh = Inherit(pr, tuple(pr.when), pr.tags)
             with contextlib.suppress(EndRole):
-                runner.run_list(pr.role.tasks, Inherit(pr, tuple(pr.when), pr.tags))
+                runner.check_arguments(pr, inh)
+                runner.run_list(pr.role.tasks, inh)
         runner.flush_handlers()
     except EndPlay:
         pass

@@ -91,6 +91,8 @@ class Role:
     #: Its dependencies, loaded, when it is itself imported or included by a task
     #: (a play's roles get theirs through the play).
     dep_roles: list[tuple[RoleDep, Role]] = field(default_factory=list)
+    #: meta/argument_specs.yml's options for the entry point its tasks came from.
+    arg_spec: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

@@ -99,14 +99,22 @@ def load_role(name: str, search: list[Path], *, tasks_from: str | None = None,
     if role.phase not in PHASES:
         raise RoleError(f"role {name}, meta/main.yml: phase must be one of "
                         f"{', '.join(PHASES)}, not {role.phase!r}")
-    # meta/argument_specs.yml is accepted and read for its syntax; options are not
-    # validated against it (see roles/README.md).
-    for spec in role_file(path / "meta", "argument_specs"):
-        read_yaml(spec)
+    role.arg_spec = _arg_spec(path, meta, Path(tasks_from or "main").stem)
     role.tasks = _tasks_file(path, "tasks", tasks_from, role, "tasks_from")
     role.handlers = _tasks_file(path, "handlers", handlers_from, role, "handlers_from",
                                 handlers=True)
     return role
+
+
+def _arg_spec(path: Path, meta: dict[str, Any], entry: str) -> dict[str, Any]:
+    """The options of the entry point (`main`, or the tasks_from name), from
+    meta/argument_specs.yml or meta/main.yml's `argument_specs`."""
+    specs = meta.get("argument_specs") or {}
+    for file in role_file(path / "meta", "argument_specs"):
+        specs = (strip_lines(read_yaml(file)) or {}).get("argument_specs") or {}
+    point = specs.get(entry) if isinstance(specs, dict) else None
+    options = point.get("options") if isinstance(point, dict) else None
+    return options if isinstance(options, dict) else {}
 
 
 def _dep(role: str, entry: Any) -> RoleDep:

@@ -29,6 +29,7 @@ from provision9p.tasks.templating import condition, render
 CENSORED = ("the output has been hidden due to the fact that 'no_log: true' was "
             "specified for this result")
 _TRUE = {"yes", "true", "on", "1", "y", "t"}
+_FALSE = {"no", "false", "off", "0", "n", "f"}
 
 
 class TaskFailed(TaskError):
@@ -148,6 +149,7 @@ class Runner:
                 self.add_handlers(task.role.imports, inh.ctx)
                 inner = inh.into(task)
                 child_ctx = self.run_deps(_imported(task), inner)
+                self.check_arguments(child_ctx, inner)
                 self.state.publish(child_ctx.role)  # import_role is public, as in Ansible
                 inner = replace(inner, ctx=child_ctx)
             else:
@@ -209,6 +211,7 @@ class Runner:
                 if boolean(args.get("public", False), local):
                     self.state.publish(loaded)
                 inner = replace(inner, ctx=self.run_deps(loaded, inner))
+                self.check_arguments(inner.ctx, inner)
                 with contextlib.suppress(EndRole):
                     self.run_list(loaded.tasks, inner)
             else:
@@ -247,8 +250,29 @@ class Runner:
             self.ran_roles.add(key)
             self.add_handlers([drole], dep_ctx)
             with contextlib.suppress(EndRole):
+                self.check_arguments(dep_ctx, dep_inh)
                 self.run_list(drole.tasks, replace(dep_inh, ctx=dep_ctx))
         return ctx
+
+    def check_arguments(self, ctx: PlayRole, inh: Inherit) -> None:
+        """meta/argument_specs.yml, checked when the role starts as Ansible does (its
+        validation task): required options, choices, and the plain types."""
+        if not ctx.role.arg_spec:
+            return
+        task = Task("Validating arguments against arg spec", "validate_argument_spec", {},
+                    {}, f"role {ctx.role.name}, meta/argument_specs.yml", ctx.role)
+        self.reporter.task(task)
+        tvars = self.state.variables(ctx, dict(inh.vars))
+        problems = [p for name, opt in ctx.role.arg_spec.items()
+                    if isinstance(opt, dict) for p in _argument_problems(name, opt, tvars)]
+        if problems:
+            res = {"failed": True, "changed": False, "argument_errors": problems,
+                   "msg": "Validation of arguments failed: " + "; ".join(problems)}
+            self.reporter.result(self.conn.guest, "failed", res)
+            self.recap.failed += 1
+            raise TaskFailed(f"{task.where}: {res['msg']}", task, res)
+        self.recap.ok += 1
+        self.reporter.result(self.conn.guest, "ok", {"changed": False})
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -296,3 +320,22 @@ def _imported(task: Task) -> Role:
         if role.tasks is task.children:
             return role
     raise TaskError(f"{task.where}: import_role lost its role")
+
+
+def _argument_problems(name: str, opt: dict[str, Any], tvars: dict[str, Any]) -> list[str]:
+    if name not in tvars:
+        return [f"missing required argument: {name}"] if opt.get("required") else []
+    value = tvars[name]
+    kind = opt.get("type", "str")
+    wrong = ((kind == "int" and not (isinstance(value, int) or str(value).strip().isdigit()))
+             or (kind == "bool" and not isinstance(value, bool)
+                 and str(value).lower() not in _TRUE | _FALSE)
+             or (kind == "dict" and not isinstance(value, Mapping))
+             or (kind == "list" and not isinstance(value, (list, str))))
+    if wrong:
+        return [f"{name}: {value!r} is not a {kind}"]
+    choices = opt.get("choices")
+    values = value if isinstance(value, list) else [value]
+    if choices and any(v not in choices for v in values):
+        return [f"{name}: {value!r} is not one of {choices}"]
+    return []

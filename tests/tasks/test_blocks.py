@@ -304,3 +304,24 @@ def test_imported_and_included_roles_run_their_dependencies_once(tmp_path: Path)
     conn = tree(tmp_path)
     play(conn, lab(tmp_path))
     assert conn.read_file("/srv/log") == b"common app\napp cd\napp cd\n"
+
+
+def test_argument_specs_are_checked_when_the_role_starts(tmp_path: Path) -> None:
+    write_role(tmp_path, "demo", {
+        "tasks/main.yml": "- copy: {content: '{{ mode }}', dest: /srv/mode}\n",
+        "defaults/main.yml": "mode: fast\n",
+        "meta/argument_specs.yml": """\
+            argument_specs:
+              main:
+                options:
+                  mode: {type: str, choices: [fast, slow]}
+                  port: {type: int, required: true}
+            """})
+    conn = tree(tmp_path)
+    with pytest.raises(TaskError, match="missing required argument: port"):
+        play(conn, lab(tmp_path))
+    assert conn.stat("/srv/mode") is None
+    with pytest.raises(TaskError, match="mode: 'fastest' is not one of"):
+        play(conn, lab(tmp_path, guest_extra="vars: {port: 80, mode: fastest}\n"))
+    recap, _ = play(conn, lab(tmp_path, guest_extra="vars: {port: '80'}\n"))
+    assert conn.read_file("/srv/mode") == b"fast" and recap.ok == 1
