@@ -152,6 +152,9 @@ class GuestSpec:
     roles: tuple[RoleRef, ...]
     vars: Mapping[str, Any]
     verify: tuple[Path, ...]
+    #: Ansible's play keywords: gather facts once at the start of a run, which subsets.
+    gather_facts: bool = True
+    gather_subset: tuple[str, ...] = ("all",)
 
     @property
     def all_shares(self) -> tuple[Share, ...]:

@@ -43,7 +43,7 @@ ROOT_CMDLINE = ("root", "rootfstype", "rootflags")
 TOP_KEYS = ("name", "state_dir", "allow_passthrough", "roles_path", "defaults", "guests")
 GUEST_KEYS = (
     "arch", "machine", "memory", "cpus", "accel", "kernel", "rootfs", "shares",
-    "network", "boot_timeout", "roles", "vars", "verify",
+    "network", "boot_timeout", "roles", "vars", "verify", "gather_facts", "gather_subset",
 )
 KERNEL_KEYS = ("package", "image", "modules", "initramfs", "cmdline")
 ROOTFS_KEYS = (
@@ -225,6 +225,8 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
     cpus = check.integer(g, path, "cpus", 2, 1, 64)
     accel = check.string(g, path, "accel", "auto", ("auto", "kvm", "tcg")) or "auto"
     timeout = check.integer(g, path, "boot_timeout", 300, 10, 3600, what="seconds")
+    gather = check.boolean(g, path, "gather_facts", True)
+    subset = check.strings(g, path, "gather_subset") or ("all",)
 
     kernel = _kernel(g, (*path, "kernel"), check, base, default_kernel)
 
@@ -289,7 +291,8 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         name=name, arch=arch, debian_arch=debian_arch, machine=machine, memory_mib=memory,
         cpus=cpus, accel=accel, kernel=kernel, rootfs=rootfs, root=root,
         shares=tuple(sh for _, sh in shares), ssh_port=port, boot_timeout=timeout,
-        roles=roles, vars=gvars, verify=tuple(verify),
+        roles=roles, vars=gvars, verify=tuple(verify), gather_facts=gather,
+        gather_subset=subset,
     )
     return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(shares))
 

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from provision9p.tasks.roles import Task
+from provision9p.tasks.model import Task
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Recap:
     skipped: int = 0
     failed: int = 0
     ignored: int = 0
+    rescued: int = 0
     results: list[tuple[str, str]] = field(default_factory=list)  # (task, status)
 
 
@@ -31,16 +32,19 @@ class Reporter:
     def task(self, task: Task) -> None:
         print(f"\nTASK [{task.role.name} : {task.name}]", file=self.out)
 
-    def result(self, guest: str, status: str, result: dict[str, Any], item: Any = None
-               ) -> None:
+    def result(self, guest: str, status: str, result: dict[str, Any], item: Any = None,
+               diff: bool | None = None) -> None:
+        """One result; `diff` is the task's own diff keyword when it has one."""
         label = f" => (item={item})" if item is not None else ""
         msg = f" => {result['msg']}" if status == "failed" and result.get("msg") else ""
+        if "censored" in result:
+            msg = f" => {{\"censored\": \"{result['censored']}\"}}"
         print(f"{status}: [{guest}]{label}{msg}", file=self.out)
-        self._diff(status, result)
+        self._diff(status, result, self.diff if diff is None else diff)
 
-    def _diff(self, status: str, result: dict[str, Any]) -> None:
+    def _diff(self, status: str, result: dict[str, Any], show: bool) -> None:
         d = result.get("diff")
-        if self.diff and d and status == "changed":
+        if show and isinstance(d, dict) and "before" in d and status == "changed":
             lines = difflib.unified_diff(d["before"].splitlines(True), d["after"].splitlines(True),
                                          f"before: {d['before_header']}",
                                          f"after: {d['after_header']}")
@@ -49,7 +53,7 @@ class Reporter:
     def recap(self, guest: str, recap: Recap) -> None:
         print(f"\nPLAY RECAP {'*' * 60}\n{guest:<26}: ok={recap.ok} changed={recap.changed} "
               f"unreachable=0 failed={recap.failed} skipped={recap.skipped} "
-              f"ignored={recap.ignored}", file=self.out)
+              f"rescued={recap.rescued} ignored={recap.ignored}", file=self.out)
 
 
 #: Modules that can take minutes (package downloads), announced before they run.
@@ -69,11 +73,13 @@ class BriefReporter(Reporter):
         if task.module in SLOW_MODULES:  # minutes, sometimes: say what is going on
             print(f"    {self._task} ...", file=self.out, flush=True)
 
-    def result(self, guest: str, status: str, result: dict[str, Any], item: Any = None
-               ) -> None:
+    def result(self, guest: str, status: str, result: dict[str, Any], item: Any = None,
+               diff: bool | None = None) -> None:
         if status in ("changed", "failed"):
             label = f" (item={item})" if item is not None else ""
             msg = f": {result['msg']}" if status == "failed" and result.get("msg") else ""
+            if "censored" in result:
+                msg = ": censored (no_log)"
             print(f"    {status}: {self._task}{label}{msg}", file=self.out)
 
     def recap(self, guest: str, recap: Recap) -> None:

@@ -1,210 +1,131 @@
 """Loading Ansible-layout roles: tasks, handlers, defaults, vars, meta dependencies.
 
-Everything is parsed and checked before anything runs: an unknown module or
+Everything static is parsed and checked before anything runs: an unknown module or
 parameter, a bad keyword or a Jinja2 syntax error is a RoleError naming the role, the
-file, the line and the task.
+file, the line and the task. The task files themselves are read by taskload.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import yaml
+from provision9p.errors import RoleError
+from provision9p.tasks.model import (
+    PHASES,
+    Role,
+    RoleDep,
+    Task,
+    as_list,
+    read_yaml,
+    strip_lines,
+    tag_set,
+)
+from provision9p.tasks.taskload import load_tasks
 
-from provision9p.errors import RoleError, TaskError
-from provision9p.tasks.filters import FILTERS, TESTS
-from provision9p.tasks.modules import ALIASES, MODULES, check_args
-from provision9p.tasks.templating import check_template
+__all__ = ["PHASES", "Role", "RoleDep", "Task", "as_list", "find_role", "load_role",
+           "strip_lines"]
 
-TASK_KEYWORDS = {
-    "name", "when", "loop", "with_items", "loop_control", "register", "notify", "tags",
-    "ignore_errors", "changed_when", "failed_when", "vars", "become", "become_user",
-    "phase", "check_mode", "no_log", "listen", "args",
-}
-
-
-#: Where a task may run: on the tree before boot, over SSH after, or either.
-PHASES = ("any", "tree", "ssh")
-
-
-class _LineLoader(yaml.SafeLoader):
-    """Records each mapping's line so errors can point at the task."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def strip_lines(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: strip_lines(v) for k, v in value.items() if k != "__line__"}
-    if isinstance(value, list):
-        return [strip_lines(v) for v in value]
-    return value
-
-
-@dataclass
-class Task:
-    name: str
-    module: str
-    args: dict[str, Any]
-    keywords: dict[str, Any]
-    where: str  # "role file:line", for messages
-    role: Role
-    subtasks: list[Task] = field(default_factory=list)  # include_tasks
-
-    @property
-    def tags(self) -> set[str]:
-        tags = self.keywords.get("tags", [])
-        return ({tags} if isinstance(tags, str) else set(tags)) | self.role.tags
-
-
-@dataclass
-class Role:
-    name: str
-    path: Path
-    defaults: dict[str, Any]
-    vars: dict[str, Any]
-    tasks: list[Task] = field(default_factory=list)
-    handlers: list[Task] = field(default_factory=list)
-    dependencies: list[str] = field(default_factory=list)
-    phase: str = "any"
-    tags: frozenset[str] = frozenset()  # the lab's `tags:` on the role reference
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.load(path.read_text(), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        raise RoleError(f"{path}: not valid YAML: {exc}") from None
+#: Keys of a dependency entry that are not role parameters (the rest are, old style).
+_DEP_KEYS = {"role", "name", "vars", "tags", "when", "src", "version", "scm"}
 
 
 def find_role(name: str, search: list[Path]) -> Path:
     for base in search:
         if (base / name / "tasks").is_dir() or (base / name / "meta").is_dir():
             return base / name
+    # A Galaxy-style name (namespace.role) may sit on disk under its short name.
+    short = name.rsplit(".", 1)[-1]
+    if short != name:
+        return find_role(short, search)
     raise RoleError(f"no role named {name!r}",
                     hint="looked in " + ", ".join(str(p) for p in search))
 
 
-def load_role(name: str, search: list[Path]) -> Role:
+def role_file(directory: Path, stem: str) -> list[Path]:
+    """Ansible's lookup of `main` (or a *_from name) in a role dir: stem.yml, stem.yaml,
+    stem.json, stem itself, or a stem/ directory whose files all load, in name order."""
+    for suffix in ("", ".yml", ".yaml", ".json"):
+        path = directory / (stem + suffix)
+        if path.is_file() and (suffix or Path(stem).suffix):
+            return [path]
+    if (directory / stem).is_dir():
+        return sorted(p for p in (directory / stem).rglob("*")
+                      if p.is_file() and p.suffix in (".yml", ".yaml", ".json", ""))
+    return []
+
+
+def vars_files(directory: Path, stem: str | None, what: str) -> dict[str, Any]:
+    found = role_file(directory, stem or "main")
+    if stem and not found:
+        raise RoleError(f"{what}: no file {stem} in {directory}")
+    out: dict[str, Any] = {}
+    for path in found:
+        data = strip_lines(read_yaml(path))
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise RoleError(f"{path}: expected a mapping of variables")
+        out.update(data)
+    return out
+
+
+def _tasks_file(path: Path, sub: str, stem: str | None, role: Role, what: str,
+                handlers: bool = False) -> list[Task]:
+    found = role_file(path / sub, stem or "main")
+    if stem and not found:
+        raise RoleError(f"role {role.name}: {what}: no file {stem} in {path / sub}")
+    out: list[Task] = []
+    for file in found:
+        out += load_tasks(role, file, handlers=handlers)
+    return out
+
+
+def load_role(name: str, search: list[Path], *, tasks_from: str | None = None,
+              vars_from: str | None = None, defaults_from: str | None = None,
+              handlers_from: str | None = None,
+              parent_tags: frozenset[str] = frozenset()) -> Role:
     path = find_role(name, search)
-    defaults = _vars_file(path / "defaults" / "main.yml")
-    variables = _vars_file(path / "vars" / "main.yml")
-    meta = _read_yaml(path / "meta" / "main.yml") if (path / "meta/main.yml").is_file() else {}
-    meta = strip_lines(meta or {})
-    deps = [d if isinstance(d, str) else d.get("role", "") for d in meta.get("dependencies", [])]
-    role = Role(name, path, defaults, variables, dependencies=deps,
-                phase=str(meta.get("phase", "any")))
+    defaults = vars_files(path / "defaults", defaults_from, f"role {name}: defaults_from")
+    variables = vars_files(path / "vars", vars_from, f"role {name}: vars_from")
+    meta_files = role_file(path / "meta", "main")
+    meta = strip_lines(read_yaml(meta_files[0]) or {}) if meta_files else {}
+    if not isinstance(meta, dict):
+        raise RoleError(f"role {name}, meta/main.yml: expected a mapping")
+    role = Role(name, path, defaults, variables,
+                dependencies=[_dep(name, d) for d in meta.get("dependencies") or []],
+                phase=str(meta.get("phase", "any")), search=search,
+                allow_duplicates=bool(meta.get("allow_duplicates", False)), tags=parent_tags)
     if role.phase not in PHASES:
         raise RoleError(f"role {name}, meta/main.yml: phase must be one of "
                         f"{', '.join(PHASES)}, not {role.phase!r}")
-    role.tasks = load_tasks(role, path / "tasks" / "main.yml")
-    role.handlers = load_tasks(role, path / "handlers" / "main.yml")
+    role.arg_spec = _arg_spec(path, meta, Path(tasks_from or "main").stem)
+    role.tasks = _tasks_file(path, "tasks", tasks_from, role, "tasks_from")
+    role.handlers = _tasks_file(path, "handlers", handlers_from, role, "handlers_from",
+                                handlers=True)
     return role
 
 
-def _vars_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = strip_lines(_read_yaml(path))
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RoleError(f"{path}: expected a mapping of variables")
-    return data
+def _arg_spec(path: Path, meta: dict[str, Any], entry: str) -> dict[str, Any]:
+    """The options of the entry point (`main`, or the tasks_from name), from
+    meta/argument_specs.yml or meta/main.yml's `argument_specs`."""
+    specs = meta.get("argument_specs") or {}
+    for file in role_file(path / "meta", "argument_specs"):
+        specs = (strip_lines(read_yaml(file)) or {}).get("argument_specs") or {}
+    point = specs.get(entry) if isinstance(specs, dict) else None
+    options = point.get("options") if isinstance(point, dict) else None
+    return options if isinstance(options, dict) else {}
 
 
-def load_tasks(role: Role, path: Path) -> list[Task]:
-    if not path.is_file():
-        return []
-    data = _read_yaml(path) or []
-    if not isinstance(data, list):
-        raise RoleError(f"{path}: expected a list of tasks")
-    return [_task(role, path, raw) for raw in data]
-
-
-_env = jinja2.Environment()
-_env.filters.update(FILTERS)
-_env.tests.update(TESTS)
-
-
-def _check_templates(value: Any, where: str) -> None:
-    if isinstance(value, str) and ("{{" in value or "{%" in value):
-        try:
-            check_template(value)
-        except jinja2.TemplateSyntaxError as exc:
-            raise RoleError(f"{where}: template error in {value!r}: {exc.message}") from None
-    elif isinstance(value, dict):
-        for v in value.values():
-            _check_templates(v, where)
-    elif isinstance(value, list):
-        for v in value:
-            _check_templates(v, where)
-
-
-def _task(role: Role, path: Path, raw: Any) -> Task:
-    rel = path.relative_to(role.path) if path.is_relative_to(role.path) else path
-    line = raw.get("__line__", "?") if isinstance(raw, dict) else "?"
-    where = f"role {role.name}, {rel}:{line}"
-    if not isinstance(raw, dict):
-        raise RoleError(f"{where}: a task must be a mapping")
-    raw = strip_lines(raw)
-    name = str(raw.get("name", ""))
-    if name:
-        where += f", task {name!r}"
-    modules = [k for k in raw if k not in TASK_KEYWORDS]
-    if len(modules) != 1:
-        what = ", ".join(modules) or "none"
-        raise RoleError(f"{where}: a task needs exactly one module, found {what}",
-                        hint="supported modules: " + ", ".join(sorted(MODULES)))
-    module = modules[0].removeprefix("ansible.builtin.")
-    module = ALIASES.get(module, module)
-    args = raw[modules[0]]
-    if module not in MODULES and module != "include_tasks":
-        raise RoleError(f"{where}: unknown module {modules[0]!r}",
-                        hint="supported modules: " + ", ".join(sorted(MODULES)))
-    if isinstance(args, str):
-        args = {"_raw_params": args} if module in ("command", "shell") else (
-            {"file": args} if module == "include_tasks" else {"_raw_params": args})
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise RoleError(f"{where}: {module} takes a mapping of parameters")
-    if isinstance(raw.get("args"), dict):  # `command: make` + `args: {chdir: /src}`
-        args = {**raw["args"], **args}
-    if module != "include_tasks":
-        try:
-            check_args(module, args)
-        except TaskError as exc:
-            raise RoleError(f"{where}: {exc.message}", hint=exc.hint) from None
-    keywords = {k: v for k, v in raw.items() if k in TASK_KEYWORDS}
-    if keywords.get("phase", "any") not in PHASES:
-        raise RoleError(f"{where}: phase must be one of {', '.join(PHASES)}, "
-                        f"not {keywords['phase']!r}")
-    _check_templates(args, where)
-    for key in ("when", "changed_when", "failed_when"):
-        for cond in as_list(keywords.get(key)):
-            if isinstance(cond, str):
-                _check_templates("{{ " + cond + " }}", where)
-    task = Task(name or module, module, args, keywords, where, role)
-    if module == "include_tasks":
-        target = role.path / "tasks" / str(args.get("file", ""))
-        if not target.is_file():
-            raise RoleError(f"{where}: include_tasks: no file {target}")
-        task.subtasks = load_tasks(role, target)
-    return task
-
-
-def as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+def _dep(role: str, entry: Any) -> RoleDep:
+    if isinstance(entry, str):
+        return RoleDep(entry)
+    if not isinstance(entry, dict) or not (entry.get("role") or entry.get("name")):
+        raise RoleError(f"role {role}, meta/main.yml: a dependency is a role name or a "
+                        f"mapping with `role:`, not {entry!r}")
+    params = {k: v for k, v in entry.items() if k not in _DEP_KEYS}
+    dvars = entry.get("vars") or {}
+    if not isinstance(dvars, dict):
+        raise RoleError(f"role {role}, meta/main.yml: vars of a dependency must be a mapping")
+    return RoleDep(str(entry.get("role") or entry.get("name")), {**params, **dvars},
+                   tag_set(entry.get("tags")), as_list(entry.get("when")))

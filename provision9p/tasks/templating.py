@@ -17,6 +17,7 @@ from jinja2.nativetypes import NativeCodeGenerator, NativeEnvironment, NativeTem
 
 from provision9p.errors import TaskError
 from provision9p.tasks.filters import FILTERS, TESTS, UNSUPPORTED
+from provision9p.tasks.lookups import JINJA_GLOBALS
 
 
 class Undefined(jinja2.StrictUndefined):
@@ -156,6 +157,7 @@ for _env in (_native, _files, _conditions):
     _env.filters.update(FILTERS)
     _env.tests.update(TESTS)
     _env.globals.update(now=_now, undef=_undef)
+    _env.globals.update(JINJA_GLOBALS)  # lookup(), query(), q()
     # Jinja's own filters and tests under Ansible's qualified names too.
     _env.filters.update({f"ansible.builtin.{k}": v for k, v in list(_env.filters.items())
                          if "." not in k})
