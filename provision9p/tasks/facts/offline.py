@@ -38,7 +38,7 @@ _PRODUCTS = {"pc": "Standard PC (i440FX + PIIX, 1996)", "q35": "Standard PC (Q35
 def _read(conn: Connection, path: str) -> str | None:
     """A file's text as the guest reads it (symlinks followed the guest's way)."""
     try:
-        real = _resolve(conn, path)
+        real = resolve(conn, path)
         st = conn.stat(real)
         if st is None or not stat_mod.S_ISREG(st.mode):
             return None
@@ -54,7 +54,7 @@ def _exists(conn: Connection, path: str) -> bool:
         return False
 
 
-def _resolve(conn: Connection, path: str) -> str:
+def resolve(conn: Connection, path: str) -> str:
     """realpath inside the guest: its symlinks, `..` stopping at its root."""
     todo = [c for c in path.split("/") if c]
     done: list[str] = []
@@ -91,7 +91,7 @@ def parts(conn: Connection, guest: GuestSpec) -> Parts:
     for name in sorted(conn.listdir("/etc/ssh")) if conn.stat("/etc/ssh") else []:
         if re.fullmatch(r"ssh_host_\w+_key\.pub", name):
             out[f"file:/etc/ssh/{name}"] = _read(conn, f"/etc/ssh/{name}") or ""
-    init = _resolve(conn, "/sbin/init")
+    init = resolve(conn, "/sbin/init")
     systemd = init.endswith("/systemd")
     release = _kernel_release(conn, guest)
     image = _kernel_image(conn, release)
@@ -119,7 +119,7 @@ def parts(conn: Connection, guest: GuestSpec) -> Parts:
         out["localtime"] = conn.readlink("/etc/localtime")
     out["dpkg"] = _dpkg(_read(conn, "/var/lib/dpkg/status") or "")
     if conn.stat("/usr/bin/python3") is not None:
-        out["python"] = _resolve(conn, "/usr/bin/python3") + "\n"
+        out["python"] = resolve(conn, "/usr/bin/python3") + "\n"
     if systemd:
         out["systemd"] = _systemd_version(conn, out["dpkg"])
     out["chroot"] = "1:2\n1:2\n"  # the facts describe the booted guest, not the chroot

@@ -8,12 +8,12 @@ diff, rc/stdout/stderr for commands) and changes nothing in check mode.
 from typing import Any
 
 from provision9p.errors import TaskError
-from provision9p.tasks.modules import accounts, commands, files, packages, services, system
+from provision9p.tasks.modules import accounts, commands, facts, files, packages, services, system
 from provision9p.tasks.modules.base import Module, ModuleContext, coerce_args
 
 MODULES: dict[str, Module] = {
     **files.MODULES, **commands.MODULES, **accounts.MODULES, **system.MODULES,
-    **packages.MODULES, **services.MODULES,
+    **packages.MODULES, **services.MODULES, **facts.MODULES,
 }
 #: Ansible's collection names for the same modules (ansible.posix.mount, ...).
 ALIASES = {"ansible.posix.mount": "mount", "ansible.posix.sysctl": "sysctl",
