@@ -30,6 +30,7 @@ def resolve_subset(subset: Sequence[str]) -> set[str]:
     only exclusions means all but those."""
     include: set[str] = set()
     exclude: set[str] = set()
+    named = False
     for raw in subset or ("all",):
         name = str(raw).strip()
         neg = name.startswith("!")
@@ -42,8 +43,9 @@ def resolve_subset(subset: Sequence[str]) -> set[str]:
             exclude.update(_GROUPS[name] if name != "all"
                            else set(_GROUPS["all"]) - {"min"})
         else:
+            named = True
             include.update(_GROUPS[name])
-    if not include:
+    if not named:
         include.update(_GROUPS["all"])
     include -= exclude - {g for raw in subset for g in _GROUPS.get(str(raw).strip(), ())}
     if "min" not in exclude:

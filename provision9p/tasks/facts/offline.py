@@ -88,7 +88,7 @@ def parts(conn: Connection, guest: GuestSpec) -> Parts:
         text = _read(conn, path)
         if text is not None:
             out[f"file:{path}"] = text
-    for name in sorted(conn.listdir("/etc/ssh")) if conn.stat("/etc/ssh") else []:
+    for name in sorted(conn.listdir("/etc/ssh")) if _exists(conn, "/etc/ssh") else []:
         if re.fullmatch(r"ssh_host_\w+_key\.pub", name):
             out[f"file:/etc/ssh/{name}"] = _read(conn, f"/etc/ssh/{name}") or ""
     init = resolve(conn, "/sbin/init")
@@ -114,11 +114,11 @@ def parts(conn: Connection, guest: GuestSpec) -> Parts:
     out["env"] = _env(out.get("file:/etc/passwd", ""))
     now = time.time()
     out["date"] = f"{int(now)} 0 +0000 UTC\n"
-    st = conn.stat("/etc/localtime")
+    st = conn.stat("/etc/localtime") if _exists(conn, "/etc/localtime") else None
     if st is not None and stat_mod.S_ISLNK(st.mode):
         out["localtime"] = conn.readlink("/etc/localtime")
     out["dpkg"] = _dpkg(_read(conn, "/var/lib/dpkg/status") or "")
-    if conn.stat("/usr/bin/python3") is not None:
+    if _exists(conn, "/usr/bin/python3"):
         out["python"] = resolve(conn, "/usr/bin/python3") + "\n"
     if systemd:
         out["systemd"] = _systemd_version(conn, out["dpkg"])
@@ -138,7 +138,7 @@ def parts(conn: Connection, guest: GuestSpec) -> Parts:
 def _kernel_release(conn: Connection, guest: GuestSpec) -> str:
     """The one release under /usr/lib/modules (the build installs the guest kernel's)."""
     for base in ("/usr/lib/modules", "/lib/modules"):
-        if conn.stat(base) is not None:
+        if _exists(conn, base):
             names = sorted(conn.listdir(base))
             if names:
                 return names[-1]
@@ -218,7 +218,7 @@ def _systemd_version(conn: Connection, dpkg: str) -> str:
     for base in ("/usr/lib/x86_64-linux-gnu/systemd", "/usr/lib/aarch64-linux-gnu/systemd",
                  "/usr/lib/s390x-linux-gnu/systemd", "/usr/lib/systemd"):
         lib = f"{base}/libsystemd-shared-{m.group(1)}.so"
-        if conn.stat(lib) is not None:
+        if _exists(conn, lib):
             found = re.search(rb"[+-]PAM [+-]AUDIT [^\0]*", conn.read_file(lib))
             features = found.group().decode() if found else ""
             break
