@@ -16,41 +16,37 @@ from provision9p.errors import TaskError
 from provision9p.lab.model import GuestSpec
 from provision9p.tasks.facts import collect, offline, probe
 
-#: Subset names gather_subset accepts (Ansible's, plus its per-collector names below).
-#: facter and ohai are accepted and gather nothing, as on a host without those tools.
-_GROUPS: dict[str, tuple[str, ...]] = {
-    "all": ("min", "hardware", "network", "virtual"),
-    "min": ("min",), "hardware": ("hardware",), "network": ("network",),
-    "virtual": ("virtual",), "facter": (), "ohai": (),
-}
-
 
 def resolve_subset(subset: Sequence[str]) -> set[str]:
-    """Ansible's gather_subset rules: `min` always unless `!min`; `!all` leaves `min`;
-    only exclusions means all but those."""
-    include: set[str] = set()
+    """Ansible's gather_subset rules (module_utils/facts/collector.py): start from `min`,
+    add what is named (`all`: every collector), take away what is negated (`!all`: all
+    but min), but keep what was named explicitly. Excluding an unknown name is ignored,
+    adding one is an error, as in Ansible."""
+    everything = set(collect.COLLECTORS)
+    include = set(collect.MIN)
     exclude: set[str] = set()
-    named = False
-    for raw in subset or ("all",):
-        name = str(raw).strip()
-        neg = name.startswith("!")
-        name = name[1:] if neg else name
-        if name not in _GROUPS:
-            raise TaskError(f"bad subset {name!r} given to gather_subset",
-                            hint=f"gather_subset takes: {', '.join(sorted(_GROUPS))}, "
-                                 "each optionally with a leading !")
-        if neg:
-            exclude.update(_GROUPS[name] if name != "all"
-                           else set(_GROUPS["all"]) - {"min"})
+    named: set[str] = set()
+    for raw in ["min", *(str(s).strip() for s in subset or ("all",))]:
+        neg = raw.startswith("!")
+        name = raw[1:] if neg else raw
+        if name == "min":
+            (exclude if neg else include).update(collect.MIN)
+        elif name == "all":
+            if neg:
+                exclude.update(everything - collect.MIN)
+            else:
+                include.update(everything)
+        elif neg:
+            exclude.add(name)
+        elif name in everything:
+            named.add(name)
+            include.add(name)
         else:
-            named = True
-            include.update(_GROUPS[name])
-    if not named:
-        include.update(_GROUPS["all"])
-    include -= exclude - {g for raw in subset for g in _GROUPS.get(str(raw).strip(), ())}
-    if "min" not in exclude:
-        include.add("min")
-    return include
+            raise TaskError(f"bad subset {name!r} given to gather_subset",
+                            hint="gather_subset takes: all, min, "
+                                 f"{', '.join(sorted(everything))}, each optionally with "
+                                 "a leading !")
+    return include - (exclude - named)
 
 
 def gather_facts(conn: Connection, guest: GuestSpec,
@@ -74,9 +70,9 @@ def gather_facts(conn: Connection, guest: GuestSpec,
 
 def facts_of(parts: collect.Parts, groups: set[str]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
-    for group in ("min", "hardware", "network", "virtual"):
-        if group in groups:
-            for collector in collect.SUBSETS[group]:
+    for name, collectors in collect.COLLECTORS.items():
+        if name in groups:
+            for collector in collectors:
                 facts.update(collector(parts))
     # What the tree cannot know (offline.UNKNOWN) is left out rather than guessed.
     for name in parts.get("unknown", "").split():

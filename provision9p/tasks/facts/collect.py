@@ -123,6 +123,8 @@ def platform(parts: Parts) -> Facts:
     facts["userspace_bits"] = bits
     if machine == "x86_64":
         facts["userspace_architecture"] = "x86_64" if bits == "64" else "i386"
+    if "python_version" in (py := python(parts)):
+        facts["python_version"] = py["python_version"]
     machine_id = _line(parts, "/var/lib/dbus/machine-id") or \
         _line(parts, "/etc/machine-id")
     if machine_id:
@@ -247,7 +249,16 @@ def _exists(parts: Parts) -> set[str]:
     return set(parts.get("exists", "").split())
 
 
-def security(parts: Parts) -> Facts:
+def apparmor(parts: Parts) -> Facts:
+    return {"apparmor": {"status": "enabled" if "/sys/kernel/security/apparmor"
+                         in _exists(parts) else "disabled"}}
+
+
+def fips(parts: Parts) -> Facts:
+    return {"fips": _line(parts, "/proc/sys/crypto/fips_enabled") == "1"}
+
+
+def selinux(parts: Parts) -> Facts:
     have = _exists(parts)
     selinux: dict[str, Any] = {"status": "disabled"}
     if "/sys/fs/selinux" in have and _line(parts, "/sys/fs/selinux/enforce") is not None:
@@ -255,30 +266,33 @@ def security(parts: Parts) -> Facts:
         selinux = {"status": "enabled",
                    "mode": "enforcing" if enforce == "1" else "permissive"}
     return {
-        "apparmor": {"status": "enabled" if "/sys/kernel/security/apparmor" in have
-                     else "disabled"},
         "selinux": selinux,
         # Ansible reaches libselinux through ctypes when python3-selinux is missing.
         "selinux_python_present": "/usr/lib/python3/dist-packages/selinux" in have
         or "libselinux1" in packages(parts),
-        "fips": _line(parts, "/proc/sys/crypto/fips_enabled") == "1",
     }
 
 
-def managers(parts: Parts) -> Facts:
+def pkg_mgr(parts: Parts) -> Facts:
     have = _exists(parts)
-    pkg = next((name for path, name in (
+    return {"pkg_mgr": next((name for path, name in (
         ("/usr/bin/apt-get", "apt"), ("/usr/bin/dnf", "dnf"), ("/usr/bin/yum", "yum"),
         ("/usr/bin/zypper", "zypper"), ("/sbin/apk", "apk"), ("/usr/bin/pacman", "pacman"))
-        if path in have), "unknown")
+        if path in have), "unknown")}
+
+
+def service_mgr(parts: Parts) -> Facts:
     comm = _line(parts, "/proc/1/comm") or ""
-    svc = "systemd" if comm == "systemd" or "/run/systemd/system" in have else \
-        comm or "service"
-    facts: Facts = {"pkg_mgr": pkg, "service_mgr": svc}
+    booted = comm == "systemd" or "/run/systemd/system" in _exists(parts)
+    return {"service_mgr": "systemd" if booted else comm or "service"}
+
+
+def systemd(parts: Parts) -> Facts:
     lines = parts.get("systemd", "").splitlines()
-    if svc == "systemd" and len(lines) >= 2 and lines[0].startswith("systemd "):
-        facts["systemd"] = {"version": int(lines[0].split()[1]), "features": lines[1]}
-    return facts
+    if service_mgr(parts)["service_mgr"] != "systemd" or len(lines) < 2 \
+            or not lines[0].startswith("systemd "):
+        return {}
+    return {"systemd": {"version": int(lines[0].split()[1]), "features": lines[1]}}
 
 
 def caps(parts: Parts) -> Facts:
@@ -465,7 +479,7 @@ def _unescape(text: str) -> str:
 
 def devices(parts: Parts) -> Facts:
     """A 9P-root guest has no block device; with one, devices are left out (not read)."""
-    facts: Facts = {"fibre_channel_wwn": []}
+    facts: Facts = {}
     if not any(p.startswith("/sys/block/") for p in _exists(parts)):
         facts.update(devices={}, device_links={"ids": {}, "labels": {}, "masters": {},
                                                "uuids": {}})
@@ -474,21 +488,33 @@ def devices(parts: Parts) -> Facts:
     return facts
 
 
-def initiators(parts: Parts) -> Facts:
+def fibre_channel_wwn(parts: Parts) -> Facts:
+    """No Fibre Channel HBA in a QEMU lab guest (Ansible reads /sys/class/fc_host)."""
+    return {"fibre_channel_wwn": []}
+
+
+def nvme(parts: Parts) -> Facts:
+    return {"hostnqn": _line(parts, "/etc/nvme/hostnqn") or ""}
+
+
+def iscsi(parts: Parts) -> Facts:
     iqn = ""
     for line in (_file(parts, "/etc/iscsi/initiatorname.iscsi") or "").splitlines():
         if line.startswith("InitiatorName="):
             iqn = line.split("=", 1)[1].strip()
-    return {"iscsi_iqn": iqn, "hostnqn": _line(parts, "/etc/nvme/hostnqn") or ""}
+    return {"iscsi_iqn": iqn}
 
 
 def uptime(parts: Parts) -> Facts:
     words = parts.get("file:/proc/uptime", "").split()
-    facts: Facts = {"uptime_seconds": int(float(words[0]))} if words else {}
+    return {"uptime_seconds": int(float(words[0]))} if words else {}
+
+
+def loadavg(parts: Parts) -> Facts:
     load = parts.get("file:/proc/loadavg", "").split()
-    if len(load) >= 3:
-        facts["loadavg"] = {"1m": float(load[0]), "5m": float(load[1]), "15m": float(load[2])}
-    return facts
+    if len(load) < 3:
+        return {}
+    return {"loadavg": {"1m": float(load[0]), "5m": float(load[1]), "15m": float(load[2])}}
 
 
 # --- network -------------------------------------------------------------------------
@@ -639,13 +665,22 @@ def virtual(parts: Parts) -> Facts:
             "virtualization_tech_guest": guest, "virtualization_tech_host": host}
 
 
-# Ansible's subsets, each a list of collectors.
-MIN: tuple[Callable[[Parts], Facts], ...] = (
-    security, caps, cmdline, date_time, distribution, dns, env, local, lsb, managers,
-    platform, python, ssh_keys, user, chroot)
-SUBSETS: dict[str, tuple[Callable[[Parts], Facts], ...]] = {
-    "min": MIN,
+Collector = Callable[[Parts], Facts]
+
+#: Ansible's fact collectors by name (what gather_subset names), each as ours.
+COLLECTORS: dict[str, tuple[Collector, ...]] = {
+    "apparmor": (apparmor,), "caps": (caps,), "cmdline": (cmdline,),
+    "date_time": (date_time,), "distribution": (distribution,), "dns": (dns,),
+    "env": (env,), "fips": (fips,), "local": (local,), "lsb": (lsb,), "pkg_mgr": (pkg_mgr,),
+    "platform": (platform,), "python": (python,), "selinux": (selinux,),
+    "service_mgr": (service_mgr,), "ssh_pub_keys": (ssh_keys,), "user": (user,),
+    "chroot": (chroot,), "systemd": (systemd,), "loadavg": (loadavg,),
     "hardware": (memory, processor, dmi, mounts, uptime, devices),
-    "network": (network, initiators),
-    "virtual": (virtual,),
+    "network": (network,), "virtual": (virtual,), "iscsi": (iscsi,), "nvme": (nvme,),
+    "fibre_channel_wwn": (fibre_channel_wwn,),
+    "facter": (), "ohai": (),  # those tools are not in a lab guest: nothing to add
 }
+#: Ansible's minimal subset (the setup module's), gathered unless `!min`.
+MIN = frozenset({"apparmor", "caps", "cmdline", "date_time", "distribution", "dns", "env",
+                 "fips", "local", "lsb", "pkg_mgr", "platform", "python", "selinux",
+                 "service_mgr", "ssh_pub_keys", "user"})
