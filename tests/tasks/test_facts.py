@@ -20,7 +20,16 @@ from provision9p.errors import TaskError
 from provision9p.lab import load_lab
 from provision9p.lab.model import GuestSpec
 from provision9p.rootfs.metadata import open_store
-from provision9p.tasks.facts import collect, gather_facts, probe, resolve_subset
+from provision9p.tasks.facts import (
+    COLLECTORS,
+    MIN,
+    collect,
+    gather_facts,
+    hardware,
+    network,
+    probe,
+    resolve_subset,
+)
 from provision9p.tasks.modules import MODULES, ModuleContext, check_args
 
 
@@ -119,7 +128,7 @@ def test_probe_on_this_host_is_one_command_and_agrees_with_python() -> None:
     conn = HostConnection()
     res = conn.run(["/bin/sh", "-c", probe.SCRIPT])
     parts = probe.parse(res.stdout)
-    facts = {k: v for cs in collect.COLLECTORS.values() for c in cs
+    facts = {k: v for cs in COLLECTORS.values() for c in cs
              for k, v in c(parts).items()}
     assert conn.runs == 1
     uname = platform.uname()
@@ -170,7 +179,7 @@ def test_network_from_ip_and_sysfs() -> None:
         "route4": "8.8.8.8 via 10.0.2.2 dev eth0 src 10.0.2.15 uid 0 \\    cache",
         "route6": "", "local4": "local 10.0.2.15 dev eth0\nbroadcast 10.0.2.255 dev eth0\n",
         "local6": "local ::1 dev lo"}
-    f = collect.network(parts)
+    f = network.network(parts)
     assert f["interfaces"] == ["lo", "eth0"]
     assert f["all_ipv4_addresses"] == ["10.0.2.15", "10.0.2.16"]
     assert f["all_ipv6_addresses"] == []
@@ -218,7 +227,7 @@ def test_processor_counts_sockets_cores_threads() -> None:
     cpu = "".join(f"processor\t: {i}\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon\n"
                   f"physical id\t: 0\nsiblings\t: 4\ncpu cores\t: 2\nflags\t: fpu sse\n\n"
                   for i in range(4))
-    f = collect.processor({"file:/proc/cpuinfo": cpu, "nproc": "3\n"})
+    f = hardware.processor({"file:/proc/cpuinfo": cpu, "nproc": "3\n"})
     assert f["processor"][:3] == ["0", "GenuineIntel", "Xeon"] and len(f["processor"]) == 12
     assert (f["processor_count"], f["processor_cores"], f["processor_threads_per_core"],
             f["processor_vcpus"], f["processor_nproc"]) == (1, 2, 2, 4, 3)
@@ -227,8 +236,7 @@ def test_processor_counts_sockets_cores_threads() -> None:
 
 # --- subsets -----------------------------------------------------------------------------
 
-ALL = set(collect.COLLECTORS)
-MIN = set(collect.MIN)
+ALL = set(COLLECTORS)
 
 
 @pytest.mark.parametrize(("subset", "groups"), [

@@ -3,16 +3,15 @@
 Each collector takes the parts ({name: text}, see probe.py) and returns its facts; a part
 that is missing leaves its facts out. The offline tree connection feeds the same
 collectors with parts it reads from the tree, so both phases agree by construction.
+This module: the system facts (Ansible's minimal subset and its neighbours) and the
+helpers; hardware.py and network.py hold the rest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import itertools
 import re
 import shlex
-from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,12 +19,12 @@ Parts = dict[str, str]
 Facts = dict[str, Any]
 
 
-def _file(parts: Parts, path: str) -> str | None:
+def file_of(parts: Parts, path: str) -> str | None:
     return parts.get(f"file:{path}")
 
 
-def _line(parts: Parts, path: str) -> str | None:
-    text = _file(parts, path)
+def line_of(parts: Parts, path: str) -> str | None:
+    text = file_of(parts, path)
     return None if text is None else text.strip()
 
 
@@ -44,9 +43,9 @@ def _keyvals(text: str) -> dict[str, str]:
 
 
 def distribution(parts: Parts) -> Facts:
-    path = "/etc/os-release" if _file(parts, "/etc/os-release") is not None \
+    path = "/etc/os-release" if file_of(parts, "/etc/os-release") is not None \
         else "/usr/lib/os-release"
-    text = _file(parts, path)
+    text = file_of(parts, path)
     if text is None:
         return {"distribution": "NA", "distribution_release": "NA",
                 "distribution_version": "NA", "os_family": "NA"}
@@ -55,7 +54,7 @@ def distribution(parts: Parts) -> Facts:
     release = osr.get("VERSION_CODENAME") or "NA"
     version = osr.get("VERSION_ID", "NA")
     facts: Facts = {"distribution": name, "distribution_release": release}
-    debian = _line(parts, "/etc/debian_version")
+    debian = line_of(parts, "/etc/debian_version")
     if name == "Debian":
         # Ansible takes the point release from /etc/debian_version (12.5, not 12).
         if debian and re.fullmatch(r"\d+(\.\d+)*", debian):
@@ -78,7 +77,7 @@ def distribution(parts: Parts) -> Facts:
 
 def lsb(parts: Parts) -> Facts:
     """Only /etc/lsb-release: the lsb_release program is not in a minbase guest."""
-    text = _file(parts, "/etc/lsb-release")
+    text = file_of(parts, "/etc/lsb-release")
     out: dict[str, str] = {}
     if text:
         kv = _keyvals(text)
@@ -112,7 +111,7 @@ def platform(parts: Parts) -> Facts:
     if len(uname) < 5:
         return {}
     system, node, release, version, machine = uname[:5]
-    fqdn = _getfqdn(node, _file(parts, "/etc/hosts") or "")
+    fqdn = _getfqdn(node, file_of(parts, "/etc/hosts") or "")
     facts: Facts = {
         "system": system, "kernel": release, "kernel_version": version,
         "machine": machine, "nodename": node, "hostname": node.split(".")[0],
@@ -125,8 +124,8 @@ def platform(parts: Parts) -> Facts:
         facts["userspace_architecture"] = "x86_64" if bits == "64" else "i386"
     if "python_version" in (py := python(parts)):
         facts["python_version"] = py["python_version"]
-    machine_id = _line(parts, "/var/lib/dbus/machine-id") or \
-        _line(parts, "/etc/machine-id")
+    machine_id = line_of(parts, "/var/lib/dbus/machine-id") or \
+        line_of(parts, "/etc/machine-id")
     if machine_id:
         facts["machine_id"] = machine_id
     return facts
@@ -140,7 +139,7 @@ def user(parts: Parts) -> Facts:
     facts: Facts = {"user_id": name, "effective_user_id": int(uid),
                     "effective_group_id": int(gid), "real_user_id": int(ruid),
                     "real_group_id": int(rgid)}
-    for line in (_file(parts, "/etc/passwd") or "").splitlines():
+    for line in (file_of(parts, "/etc/passwd") or "").splitlines():
         f = line.split(":")
         if len(f) >= 7 and f[0] == name:
             facts.update(user_uid=int(f[2]), user_gid=int(f[3]), user_gecos=f[4],
@@ -189,7 +188,7 @@ def date_time(parts: Parts) -> Facts:
 
 
 def _tzname(parts: Parts) -> str | None:
-    name = _line(parts, "/etc/timezone")
+    name = line_of(parts, "/etc/timezone")
     link = parts.get("localtime", "").strip()
     if not name and "zoneinfo/" in link:
         name = link.split("zoneinfo/", 1)[1]
@@ -203,7 +202,7 @@ def _fixed(offset: str, name: list[str]) -> dt.tzinfo:
 
 
 def dns(parts: Parts) -> Facts:
-    text = _file(parts, "/etc/resolv.conf")
+    text = file_of(parts, "/etc/resolv.conf")
     if text is None:
         return {}
     out: dict[str, Any] = {}
@@ -229,7 +228,7 @@ def dns(parts: Parts) -> Facts:
 
 
 def cmdline(parts: Parts) -> Facts:
-    text = _line(parts, "/proc/cmdline")
+    text = line_of(parts, "/proc/cmdline")
     if text is None:
         return {}
     plain: dict[str, Any] = {}
@@ -245,24 +244,24 @@ def cmdline(parts: Parts) -> Facts:
     return {"cmdline": plain, "proc_cmdline": proc}
 
 
-def _exists(parts: Parts) -> set[str]:
+def exists_of(parts: Parts) -> set[str]:
     return set(parts.get("exists", "").split())
 
 
 def apparmor(parts: Parts) -> Facts:
     return {"apparmor": {"status": "enabled" if "/sys/kernel/security/apparmor"
-                         in _exists(parts) else "disabled"}}
+                         in exists_of(parts) else "disabled"}}
 
 
 def fips(parts: Parts) -> Facts:
-    return {"fips": _line(parts, "/proc/sys/crypto/fips_enabled") == "1"}
+    return {"fips": line_of(parts, "/proc/sys/crypto/fips_enabled") == "1"}
 
 
 def selinux(parts: Parts) -> Facts:
-    have = _exists(parts)
+    have = exists_of(parts)
     selinux: dict[str, Any] = {"status": "disabled"}
-    if "/sys/fs/selinux" in have and _line(parts, "/sys/fs/selinux/enforce") is not None:
-        enforce = _line(parts, "/sys/fs/selinux/enforce")
+    if "/sys/fs/selinux" in have and line_of(parts, "/sys/fs/selinux/enforce") is not None:
+        enforce = line_of(parts, "/sys/fs/selinux/enforce")
         selinux = {"status": "enabled",
                    "mode": "enforcing" if enforce == "1" else "permissive"}
     return {
@@ -274,7 +273,7 @@ def selinux(parts: Parts) -> Facts:
 
 
 def pkg_mgr(parts: Parts) -> Facts:
-    have = _exists(parts)
+    have = exists_of(parts)
     return {"pkg_mgr": next((name for path, name in (
         ("/usr/bin/apt-get", "apt"), ("/usr/bin/dnf", "dnf"), ("/usr/bin/yum", "yum"),
         ("/usr/bin/zypper", "zypper"), ("/sbin/apk", "apk"), ("/usr/bin/pacman", "pacman"))
@@ -282,8 +281,8 @@ def pkg_mgr(parts: Parts) -> Facts:
 
 
 def service_mgr(parts: Parts) -> Facts:
-    comm = _line(parts, "/proc/1/comm") or ""
-    booted = comm == "systemd" or "/run/systemd/system" in _exists(parts)
+    comm = line_of(parts, "/proc/1/comm") or ""
+    booted = comm == "systemd" or "/run/systemd/system" in exists_of(parts)
     return {"service_mgr": "systemd" if booted else comm or "service"}
 
 
@@ -297,10 +296,10 @@ def systemd(parts: Parts) -> Facts:
 
 def caps(parts: Parts) -> Facts:
     """Ansible asks capsh; a process holding every capability reads as `=ep`."""
-    if not {"/sbin/capsh", "/usr/sbin/capsh"} & _exists(parts):
+    if not {"/sbin/capsh", "/usr/sbin/capsh"} & exists_of(parts):
         return {}
     status = dict(line.split(":", 1) for line in
-                  (_file(parts, "/proc/self/status") or "").splitlines() if ":" in line)
+                  (file_of(parts, "/proc/self/status") or "").splitlines() if ":" in line)
     eff, bnd = status.get("CapEff", "").strip(), status.get("CapBnd", "").strip()
     if not eff or eff != bnd:
         return {}
@@ -342,7 +341,7 @@ def python(parts: Parts) -> Facts:
     """From the interpreter's Debian package, so no Python has to run (nor exist)."""
     target = parts.get("python", "").strip()
     m = re.search(r"python(\d+)\.(\d+)$", target)
-    if "/usr/bin/python3" not in _exists(parts) or not m:
+    if "/usr/bin/python3" not in exists_of(parts) or not m:
         return {}
     pkgs = packages(parts)
     deb = pkgs.get(f"python{m.group(1)}.{m.group(2)}-minimal", ("", ""))[0]
@@ -355,332 +354,3 @@ def python(parts: Parts) -> Facts:
         "version": {"major": major, "minor": minor, "micro": micro,
                     "releaselevel": "final", "serial": 0},
         "version_info": [major, minor, micro, "final", 0]}}
-
-
-# --- hardware ------------------------------------------------------------------------
-
-def memory(parts: Parts) -> Facts:
-    info = {}
-    for line in (_file(parts, "/proc/meminfo") or "").splitlines():
-        key, _, rest = line.partition(":")
-        if rest.split():
-            info[key] = int(rest.split()[0]) // 1024
-    if "MemTotal" not in info:
-        return {}
-    total, free = info["MemTotal"], info.get("MemFree", 0)
-    nocache = free + info.get("Buffers", 0) + info.get("Cached", 0)
-    swap_total, swap_free = info.get("SwapTotal", 0), info.get("SwapFree", 0)
-    return {"memtotal_mb": total, "memfree_mb": free, "swaptotal_mb": swap_total,
-            "swapfree_mb": swap_free, "memory_mb": {
-                "real": {"total": total, "used": total - free, "free": free},
-                "nocache": {"free": nocache, "used": total - nocache},
-                "swap": {"total": swap_total, "free": swap_free,
-                         "used": swap_total - swap_free,
-                         "cached": info.get("SwapCached", 0)}}}
-
-
-def processor(parts: Parts) -> Facts:
-    text = _file(parts, "/proc/cpuinfo")
-    if text is None:
-        return {}
-    procs: list[str] = []
-    sockets: dict[str, int] = {}
-    siblings = cores = 0
-    count = 0
-    phys = "0"
-    flags: list[str] = []
-    for line in text.splitlines():
-        key, _, value = (x.strip() for x in line.partition(":"))
-        if key == "processor":
-            procs.append(value)
-            count += 1
-        elif key in ("vendor_id", "model name", "Processor", "cpu", "Hardware"):
-            procs.append(value)
-        elif key == "physical id":
-            sockets.setdefault(value, 0)
-            phys = value
-        elif key == "cpu cores":
-            cores = int(value)
-            sockets[phys] = cores
-        elif key == "siblings":
-            siblings = int(value)
-        elif key in ("flags", "Features") and not flags:
-            flags = value.split()
-    count_sockets = len(sockets) or count
-    per_socket = cores or 1
-    threads = siblings // per_socket if siblings and cores else 1
-    facts: Facts = {"processor": procs, "processor_count": count_sockets,
-                    "processor_cores": per_socket, "processor_threads_per_core": threads,
-                    "processor_vcpus": threads * per_socket * count_sockets}
-    nproc = parts.get("nproc", "").strip()
-    facts["processor_nproc"] = int(nproc) if nproc.isdigit() else facts["processor_vcpus"]
-    if flags:
-        facts["flags"] = flags
-    return facts
-
-
-def dmi(parts: Parts) -> Facts:
-    facts: Facts = {}
-    names = {"sys_vendor": "system_vendor", "chassis_type": "form_factor"}
-    for key in ("bios_date", "bios_vendor", "bios_version", "board_asset_tag", "board_name",
-                "board_serial", "board_vendor", "board_version", "chassis_asset_tag",
-                "chassis_serial", "chassis_vendor", "chassis_version", "product_name",
-                "product_serial", "product_uuid", "product_version", "sys_vendor",
-                "chassis_type"):
-        value = _line(parts, f"/sys/class/dmi/id/{key}")
-        facts[names.get(key, key)] = value or "NA"
-    if facts["form_factor"] != "NA":
-        facts["form_factor"] = _FORM_FACTORS.get(facts["form_factor"], "unknown")
-    return facts
-
-
-# SMBIOS chassis types (DMTF DSP0134 7.4.1), as Ansible names them.
-_FORM_FACTORS = {str(i): name for i, name in enumerate((
-    "Unknown", "Other", "Unknown", "Desktop", "Low Profile Desktop", "Pizza Box",
-    "Mini Tower", "Tower", "Portable", "Laptop", "Notebook", "Hand Held", "Docking Station",
-    "All In One", "Sub Notebook", "Space-saving", "Lunch Box", "Main Server Chassis",
-    "Expansion Chassis", "Sub Chassis", "Bus Expansion Chassis", "Peripheral Chassis",
-    "RAID Chassis", "Rack Mount Chassis", "Sealed-case PC", "Multi-system",
-    "CompactPCI", "AdvancedTCA", "Blade", "Blade Enclosure", "Tablet", "Convertible",
-    "Detachable", "IoT Gateway", "Embedded PC", "Mini PC", "Stick PC"))}
-
-
-def mounts(parts: Parts) -> Facts:
-    """Ansible lists only mounts of a device path or a network export (9P tags are not)."""
-    rows = []
-    for line in (_file(parts, "/proc/mounts") or "").splitlines():
-        w = line.split()
-        if len(w) >= 6 and (w[0].startswith(("/", "\\")) or ":/" in w[0]) \
-                and w[2] != "none":
-            rows.append(w)
-    sizes = {}
-    for line in parts.get("statfs", "").splitlines():
-        w = line.split()
-        if len(w) == 7:
-            sizes[w[0]] = [int(x) for x in w[1:]]
-    out = []
-    for w in rows:
-        item: dict[str, Any] = {
-            "mount": _unescape(w[1]), "device": _unescape(w[0]), "fstype": w[2],
-            "options": w[3], "dump": int(w[4]), "passno": int(w[5]), "uuid": "N/A"}
-        if w[1] in sizes:
-            bsize, blocks, avail, free, files, ffree = sizes[w[1]]
-            item.update(size_total=bsize * blocks, size_available=bsize * avail,
-                        block_size=bsize, block_total=blocks, block_available=avail,
-                        block_used=blocks - free, inode_total=files, inode_available=ffree,
-                        inode_used=files - ffree)
-        out.append(item)
-    return {"mounts": out}
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def devices(parts: Parts) -> Facts:
-    """A 9P-root guest has no block device; with one, devices are left out (not read)."""
-    facts: Facts = {}
-    if not any(p.startswith("/sys/block/") for p in _exists(parts)):
-        facts.update(devices={}, device_links={"ids": {}, "labels": {}, "masters": {},
-                                               "uuids": {}})
-    if not {"/sbin/vgs", "/usr/sbin/vgs"} & _exists(parts):
-        facts["lvm"] = "N/A"
-    return facts
-
-
-def fibre_channel_wwn(parts: Parts) -> Facts:
-    """No Fibre Channel HBA in a QEMU lab guest (Ansible reads /sys/class/fc_host)."""
-    return {"fibre_channel_wwn": []}
-
-
-def nvme(parts: Parts) -> Facts:
-    return {"hostnqn": _line(parts, "/etc/nvme/hostnqn") or ""}
-
-
-def iscsi(parts: Parts) -> Facts:
-    iqn = ""
-    for line in (_file(parts, "/etc/iscsi/initiatorname.iscsi") or "").splitlines():
-        if line.startswith("InitiatorName="):
-            iqn = line.split("=", 1)[1].strip()
-    return {"iscsi_iqn": iqn}
-
-
-def uptime(parts: Parts) -> Facts:
-    words = parts.get("file:/proc/uptime", "").split()
-    return {"uptime_seconds": int(float(words[0]))} if words else {}
-
-
-def loadavg(parts: Parts) -> Facts:
-    load = parts.get("file:/proc/loadavg", "").split()
-    if len(load) < 3:
-        return {}
-    return {"loadavg": {"1m": float(load[0]), "5m": float(load[1]), "15m": float(load[2])}}
-
-
-# --- network -------------------------------------------------------------------------
-
-_IF_TYPES = {"1": "ether", "32": "infiniband", "512": "ppp", "772": "loopback",
-             "65534": "tunnel"}
-
-
-def network(parts: Parts) -> Facts:
-    if "net" not in parts:
-        return {}
-    ifaces: dict[str, dict[str, Any]] = {}
-    order: list[tuple[int, str]] = []
-    for line in parts["net"].splitlines():
-        f = line.split("\t")
-        if len(f) < 11:
-            continue
-        name, index, mac, mtu, oper, flags, typ, module, pciid, speed, kind = f[:11]
-        item: dict[str, Any] = {"device": name}
-        if mac and mac != "00:00:00:00:00:00":
-            item["macaddress"] = mac
-        if mtu.isdigit():
-            item["mtu"] = int(mtu)
-        item["active"] = oper != "down"
-        item["type"] = _IF_TYPES.get(typ, "unknown")
-        if kind:
-            item["type"] = kind
-        if module:
-            item["module"] = module
-        if pciid:
-            item["pciid"] = pciid
-        if re.fullmatch(r"-?\d+", speed):
-            item["speed"] = int(speed)
-        item["promisc"] = bool(int(flags, 16) & 0x100) if flags.startswith("0x") else False
-        ifaces[name] = item
-        order.append((int(index) if index.isdigit() else 0, name))
-    all4: list[str] = []
-    all6: list[str] = []
-    for line in parts.get("addr", "").splitlines():
-        _addr_line(line, ifaces, all4, all6)
-    facts: Facts = {"interfaces": [n for _, n in sorted(order)],
-                    "all_ipv4_addresses": all4, "all_ipv6_addresses": all6}
-    for name, item in ifaces.items():
-        facts[name.replace("-", "_").replace(".", "_").replace(":", "_")] = item
-    facts["default_ipv4"] = _default(parts.get("route4", ""), ifaces, "ipv4")
-    facts["default_ipv6"] = _default(parts.get("route6", ""), ifaces, "ipv6")
-    reach: dict[str, list[str]] = {"ipv4": [], "ipv6": []}
-    for key, part in (("ipv4", "local4"), ("ipv6", "local6")):
-        for line in parts.get(part, "").splitlines():
-            w = line.split()
-            if len(w) >= 2 and w[0] == "local" and w[1] not in reach[key]:
-                reach[key].append(w[1])
-    facts["locally_reachable_ips"] = reach
-    return facts
-
-
-def _addr_line(line: str, ifaces: dict[str, dict[str, Any]], all4: list[str],
-               all6: list[str]) -> None:
-    """One `ip -o addr` line: `2: eth0    inet 10.0.2.15/24 brd ... scope global eth0`."""
-    w = line.split()
-    if len(w) < 4 or w[2] not in ("inet", "inet6"):
-        return
-    dev = w[1].split("@")[0]
-    item = ifaces.get(dev)
-    if item is None:
-        return
-    iface = ipaddress.ip_interface(w[3])
-    address = str(iface.ip)
-    attrs = dict(itertools.pairwise(w[4:]))
-    if w[2] == "inet":
-        entry = {"address": address, "broadcast": attrs.get("brd", ""),
-                 "netmask": str(iface.netmask), "network": str(iface.network.network_address),
-                 "prefix": str(iface.network.prefixlen)}
-        if "ipv4" not in item and "secondary" not in w:
-            item["ipv4"] = entry
-        else:
-            item.setdefault("ipv4_secondaries", []).append(entry)
-        if not address.startswith("127."):
-            all4.append(address)
-    else:
-        item.setdefault("ipv6", []).append({
-            "address": address, "prefix": str(iface.network.prefixlen),
-            "scope": attrs.get("scope", "")})
-        if address != "::1":
-            all6.append(address)
-
-
-def _default(route: str, ifaces: dict[str, dict[str, Any]], family: str) -> dict[str, Any]:
-    w = route.split()
-    if not w or w[0] in ("unreachable", "prohibit", "blackhole"):
-        return {}
-    attrs = dict(itertools.pairwise(w[1:]))
-    out: dict[str, Any] = {}
-    if "src" in attrs:
-        out["address"] = attrs["src"]
-    if "dev" in attrs:
-        out["interface"] = attrs["dev"]
-    if "via" in attrs:
-        out["gateway"] = attrs["via"]
-    item = ifaces.get(out.get("interface", ""))
-    if item is None:
-        return out
-    if family == "ipv4":
-        addr = item.get("ipv4")
-        if addr and addr.get("address") == out.get("address"):
-            out.update(addr)
-    else:
-        for addr in item.get("ipv6", []):
-            if addr["address"] == out.get("address"):
-                out.update(addr)
-    for key in ("macaddress", "mtu", "type"):
-        if key in item:
-            out[key] = item[key]
-    out["alias"] = out.get("interface", "")
-    return out
-
-
-# --- virtualization ------------------------------------------------------------------
-
-def virtual(parts: Parts) -> Facts:
-    """Ansible's Linux order: containers, Xen, then DMI vendor and product names."""
-    have = _exists(parts)
-    guest: list[str] = []
-    host: list[str] = []
-    vtype = role = "NA"
-    product = _line(parts, "/sys/class/dmi/id/product_name") or ""
-    vendor = _line(parts, "/sys/class/dmi/id/sys_vendor") or ""
-    bios = _line(parts, "/sys/class/dmi/id/bios_vendor") or ""
-    cpuinfo = _file(parts, "/proc/cpuinfo") or ""
-    if "/.dockerenv" in have:
-        vtype, role, guest = "docker", "guest", ["docker"]
-    elif "/run/.containerenv" in have:
-        vtype, role, guest = "podman", "guest", ["podman"]
-    elif "/proc/xen" in have:
-        vtype, role, guest = "xen", "guest", ["xen"]
-    elif product in ("KVM", "KVM Server", "Bochs", "AHV") or vendor == "QEMU" \
-            or bios == "Amazon EC2" or "QEMU" in cpuinfo:
-        vtype, role, guest = "kvm", "guest", ["kvm"]
-    elif product.startswith("VMware"):
-        vtype, role, guest = "VMware", "guest", ["VMware"]
-    elif bios == "innotek GmbH" or product == "VirtualBox":
-        vtype, role, guest = "virtualbox", "guest", ["virtualbox"]
-    if parts.get("kvm_module", "").strip() == "yes":
-        host.append("kvm")
-        if role == "NA":
-            vtype, role = "kvm", "host"
-    return {"virtualization_type": vtype, "virtualization_role": role,
-            "virtualization_tech_guest": guest, "virtualization_tech_host": host}
-
-
-Collector = Callable[[Parts], Facts]
-
-#: Ansible's fact collectors by name (what gather_subset names), each as ours.
-COLLECTORS: dict[str, tuple[Collector, ...]] = {
-    "apparmor": (apparmor,), "caps": (caps,), "cmdline": (cmdline,),
-    "date_time": (date_time,), "distribution": (distribution,), "dns": (dns,),
-    "env": (env,), "fips": (fips,), "local": (local,), "lsb": (lsb,), "pkg_mgr": (pkg_mgr,),
-    "platform": (platform,), "python": (python,), "selinux": (selinux,),
-    "service_mgr": (service_mgr,), "ssh_pub_keys": (ssh_keys,), "user": (user,),
-    "chroot": (chroot,), "systemd": (systemd,), "loadavg": (loadavg,),
-    "hardware": (memory, processor, dmi, mounts, uptime, devices),
-    "network": (network,), "virtual": (virtual,), "iscsi": (iscsi,), "nvme": (nvme,),
-    "fibre_channel_wwn": (fibre_channel_wwn,),
-    "facter": (), "ohai": (),  # those tools are not in a lab guest: nothing to add
-}
-#: Ansible's minimal subset (the setup module's), gathered unless `!min`.
-MIN = frozenset({"apparmor", "caps", "cmdline", "date_time", "distribution", "dns", "env",
-                 "fips", "local", "lsb", "pkg_mgr", "platform", "python", "selinux",
-                 "service_mgr", "ssh_pub_keys", "user"})
