@@ -1,7 +1,7 @@
 """One POSIX sh script that prints everything the facts need, in one round trip.
 
-The guest may have no Python (minbase + openssh): the script uses only sh, coreutils,
-mawk and iproute2, which every provision9p tree has. Each part is framed by a line
+The guest may have no Python (minbase + openssh): the script uses only sh, grep, awk,
+coreutils, iproute2 and systemctl, which every provision9p tree has. Each part is framed by a line
 `\\037name` after a blank line, so files print unchanged and the host parses them back.
 """
 
