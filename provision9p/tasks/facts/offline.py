@@ -94,7 +94,7 @@ def parts(conn: Connection, guest: GuestSpec) -> Parts:
     init = resolve(conn, "/sbin/init")
     systemd = init.endswith("/systemd")
     release = _kernel_release(conn, guest)
-    image = _kernel_image(conn, release)
+    image = _kernel_image(conn, guest, release)
     out["file:/proc/cmdline"] = kernel_cmdline(guest) + "\n"
     out["file:/proc/1/comm"] = ("systemd" if systemd else Path(init).name) + "\n"
     out["file:/proc/sys/crypto/fips_enabled"] = "0\n"
@@ -145,10 +145,11 @@ def _kernel_release(conn: Connection, guest: GuestSpec) -> str:
     return guest.kernel.image.name if guest.kernel.image else ""
 
 
-def _kernel_image(conn: Connection, release: str) -> Path | None:
-    """The image that boots: the tree's /boot, else the kernel cache's extracted package."""
+def _kernel_image(conn: Connection, guest: GuestSpec, release: str) -> Path | None:
+    """The image that boots: the lab's own image, the tree's /boot, else the kernel
+    cache's extracted package."""
     tree = getattr(conn, "tree", None)
-    candidates = []
+    candidates = [guest.kernel.image] if guest.kernel.image is not None else []
     if isinstance(tree, Path):
         candidates.append(tree / "boot" / f"vmlinuz-{release}")
     candidates += sorted((paths.cache_home() / "kernels").glob(f"*/boot/vmlinuz-{release}"))
