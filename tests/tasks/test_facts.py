@@ -27,6 +27,7 @@ from provision9p.tasks.facts import (
     gather_facts,
     hardware,
     network,
+    offline,
     probe,
     resolve_subset,
 )
@@ -345,3 +346,19 @@ def test_package_facts_from_dpkg_status(tree: TreeConnection) -> None:
     assert "gone" not in packages  # config files only: not installed
     with pytest.raises(TaskError, match="manager rpm is not supported by provision9p"):
         run(tree, "package_facts", manager="rpm")
+
+
+def test_kernel_version_from_a_bzimage_header(tmp_path: Path) -> None:
+    """uname -v without booting: the x86 boot protocol's kernel_version string."""
+    head = bytearray(0x8000)
+    head[0x202:0x206] = b"HdrS"
+    head[0x20E:0x210] = (0x100).to_bytes(2, "little")
+    text = b"6.1.0-50-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC " \
+           b"Debian 6.1.176-1 (2026-07-02)\0"
+    head[0x300:0x300 + len(text)] = text
+    image = tmp_path / "vmlinuz-6.1.0-50-amd64"
+    image.write_bytes(bytes(head))
+    assert offline._kernel_version(image) == \
+        "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)"
+    image.write_bytes(b"\0" * 0x1000)
+    assert offline._kernel_version(image) == ""
