@@ -136,7 +136,8 @@ def _one(runner: Runner, task: Task, kw: dict[str, Any], local: dict[str, Any]
         args = {(render(k, local) if templated(k) else k): v
                 for k, v in render(task.args, local).items() if v != OMIT}
         ctx = ModuleContext(check=check, role_path=task.role.path,
-                            render=template_renderer(local), variables=local, diff=diff)
+                            render=template_renderer(local), variables=local, diff=diff,
+                            guest=runner.state.guest)
         res = dict(MODULES[task.module].run(conn, coerce_args(task.module, args), ctx))
     except TaskError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""

@@ -16,6 +16,7 @@ from provision9p.tasks.modules import (
     control,
     cron,
     edits,
+    facts,
     files,
     net,
     packages,
@@ -25,12 +26,10 @@ from provision9p.tasks.modules import (
 )
 from provision9p.tasks.modules.base import Module, ModuleContext, coerce_args
 
-# facts.MODULES (setup, service_facts, package_facts) joins this table when the facts
-# work is merged: `from provision9p.tasks.modules import facts` and `**facts.MODULES`.
 MODULES: dict[str, Module] = {
     **files.MODULES, **edits.MODULES, **commands.MODULES, **control.MODULES,
     **accounts.MODULES, **system.MODULES, **packages.MODULES, **services.MODULES,
-    **query.MODULES, **cron.MODULES, **net.MODULES, **archive.MODULES,
+    **query.MODULES, **cron.MODULES, **net.MODULES, **archive.MODULES, **facts.MODULES,
 }
 #: Ansible's collection names for the same modules (ansible.posix.mount, ...).
 ALIASES = {"ansible.posix.mount": "mount", "ansible.posix.sysctl": "sysctl",

@@ -16,6 +16,7 @@ from typing import Any
 
 from provision9p.connect.base import Connection, RunResult
 from provision9p.errors import TaskError
+from provision9p.lab.model import GuestSpec
 from provision9p.tasks.modules.spec import P, Spec
 
 
@@ -28,6 +29,7 @@ class ModuleContext:
     #: modules that read or judge them: assert, set_fact, include_vars, template lookups.
     variables: Mapping[str, Any] = field(default_factory=dict)
     diff: bool = False
+    guest: GuestSpec | None = None  # the lab's spec of the guest (setup reads it offline)
 
 
 @dataclass(frozen=True)
