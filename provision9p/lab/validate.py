@@ -86,13 +86,35 @@ def load_lab(path: Path | None) -> LabSpec:
         source = "<built-in default lab>"
         base = paths.data_home() / "default"
     else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise LabError([f"{path}: cannot read the lab file: {exc.strerror}"]) from None
+        text = _read_lab(path)
         source = str(path)
         base = path.resolve().parent
     return validate_text(text, source, base)
+
+
+# A lab file is a few KB; anything past this is the wrong file (or /dev/zero).
+MAX_LAB_BYTES = 4 << 20
+
+
+def _read_lab(path: Path) -> str:
+    """The lab's text; a file that is not UTF-8 is a lab error saying where it breaks."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LAB_BYTES + 1)
+    except OSError as exc:
+        raise LabError([f"{path}: cannot read the lab file: {exc.strerror}"],
+                       hint="give the path of a lab file (YAML)") from None
+    if len(data) > MAX_LAB_BYTES:
+        raise LabError([f"{path}: larger than {MAX_LAB_BYTES >> 20} MiB; not a lab file"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[line_start:exc.start].decode("utf-8", errors="replace")) + 1
+        raise LabError([f"{path}:{line}:{col} not UTF-8: byte 0x{data[exc.start]:02x} at "
+                        f"offset {exc.start} cannot be decoded; save the lab file as UTF-8"],
+                       hint="re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
 def validate_text(text: str, source: str, base: Path) -> LabSpec:
