@@ -29,7 +29,14 @@ from provision9p.lab.model import (
     Share,
     default_transport,
 )
-from provision9p.lab.shares import SHARE_KEYS, ShareContext, check_share, nested, unique_shares
+from provision9p.lab.shares import (
+    SHARE_KEYS,
+    ShareContext,
+    ShareKeys,
+    check_share,
+    nested,
+    unique_shares,
+)
 from provision9p.lab.units import parse_size
 
 HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -142,7 +149,7 @@ class _Checked:
 
     spec: GuestSpec
     origin: dict[P, P]
-    shares: tuple[tuple[int, Share], ...]  # index in the lab's list, share
+    shares: tuple[tuple[int, ShareKeys], ...]  # index in the lab's list, its valid keys
 
 
 def _lab(data: Any, check: Checker, source: str, base: Path) -> LabSpec | None:
@@ -216,7 +223,8 @@ def _across_guests(guests: list[_Checked], check: Checker) -> None:
         check.origin = g.origin
         for i, share in g.shares:
             for h in guests:
-                if h is not g and nested(share.path, h.spec.root.path):
+                if h is not g and share.path is not None and \
+                        nested(share.path, h.spec.root.path):
                     check.err(("guests", g.spec.name, "shares", i, "path"),
                               f"{share.path} overlaps the root tree of guest {h.spec.name}; "
                               "a root tree belongs to its own guest only")
@@ -272,9 +280,10 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
     root_raw.setdefault("path", f"guests/{name}/root")
     root_raw.setdefault("mount_tag", ROOT_TAG)
     root_raw["mount"] = "/"
-    root = check_share(root_raw, rpath, check, ctx, is_root=True)
+    root, _ = check_share(root_raw, rpath, check, ctx, is_root=True)
 
     shares: list[tuple[int, Share]] = []
+    keys: list[tuple[int, ShareKeys]] = []
     spath = (*path, "shares")
     raw_shares = g.get("shares", [])
     if raw_shares is None:
@@ -283,10 +292,11 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         check.err(spath, f"expected a list of shares, got {show(raw_shares)}")
         raw_shares = []
     for i, sraw in enumerate(raw_shares):
-        share = check_share(sraw, (*spath, i), check, ctx, is_root=False)
+        share, share_keys = check_share(sraw, (*spath, i), check, ctx, is_root=False)
+        keys.append((i, share_keys))
         if share is not None:
             shares.append((i, share))
-    unique_shares(root, shares, spath, check)
+    unique_shares(root, keys, spath, check)
 
     npath = (*path, "network")
     n = check.mapping(g.get("network"), npath, NETWORK_KEYS)
@@ -313,7 +323,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         shares=tuple(sh for _, sh in shares), ssh_port=port, boot_timeout=timeout,
         roles=roles, vars=gvars, verify=tuple(verify),
     )
-    return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(shares))
+    return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(keys))
 
 
 def _kernel(g: Mapping[str, Any], kpath: P, check: Checker, base: Path,
