@@ -18,6 +18,7 @@ from pathlib import Path
 
 from provision9p import paths, ui
 from provision9p.errors import BuildError, HostError, MirrorError
+from provision9p.host.mirror import cache_entry_lock, check_space
 from provision9p.lab.model import RootfsSpec
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 
@@ -51,8 +52,15 @@ def host_debian_arch() -> str:
 def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
     """The cached base tree for `spec`, debootstrapping it when missing."""
     key, inputs = base_key(spec, debian_arch, mirror)
-    trees = paths.cache_home() / "trees"
-    target = trees / key
+    target = paths.cache_home() / "trees" / key
+    # one debootstrap per entry, however many labs ask at once: the others wait, then reuse
+    with cache_entry_lock(target, f"the base tree {key}"):
+        return _base_tree(spec, debian_arch, mirror, target, key, inputs)
+
+
+def _base_tree(spec: RootfsSpec, debian_arch: str, mirror: str, target: Path, key: str,
+               inputs: dict[str, object]) -> BaseTree:
+    trees = target.parent
     clean_stale_staging(target)
     if (target / ".provision9p-base.json").is_file():
         return BaseTree(target, key, cached=True)
@@ -73,13 +81,7 @@ def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
 
 
 def _check_free_space(where: Path, need: int) -> None:
-    where.mkdir(parents=True, exist_ok=True)
-    st = os.statvfs(where)
-    free = st.f_bavail * st.f_frsize
-    if free < need:
-        raise BuildError(f"only {free >> 20} MiB free in {where}; a root tree needs about "
-                         f"{need >> 20} MiB", hint="free some disk, or set PROVISION9P_CACHE "
-                         "to a directory on a bigger file system")
+    check_space(where, need, "a debootstrapped root tree")
 
 
 _PHASE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|Installing)"
@@ -138,8 +140,9 @@ def _raise_for(argv: list[str], rc: int, tail: list[str], target: Path) -> None:
         text += "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     last = "\n".join(tail[-12:])
     if "No space left on device" in text:
-        raise BuildError(f"debootstrap ran out of disk space:\n{last}",
-                         hint="free some disk and run the build again")
+        raise HostError(f"debootstrap ran out of disk space in {target.parent}:\n{last}",
+                        hint="free some disk there (a root tree needs about 2 GiB while "
+                             "it is built), or set PROVISION9P_CACHE to a bigger file system")
     if re.search(r"Failed getting release file|Couldn't download|Temporary failure|"
                  r"Could not resolve|Connection refused|Failed getting", text):
         raise MirrorError(f"debootstrap could not download from the mirror:\n{last}",

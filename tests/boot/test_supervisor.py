@@ -121,3 +121,10 @@ def test_resume_without_a_boot_record_for_this_qemu_stops_it(
     _record(st, fake_qemu.pid + 100000)  # a record of another QEMU
     assert supervisor.resume_boot(lab, lab.guests[0]) is None
     assert fake_qemu.wait(timeout=5) == -9
+
+
+def test_console_tail_drops_terminal_colours(lab: LabSpec, st: GuestState) -> None:
+    st.console.write_text("[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mbasic\x1b[0m.\r\n")
+    _record(st, 1, ssh_ready="now")
+    st.pidfile.write_text("1\n")  # not a QEMU of ours: it died
+    assert supervisor.status(lab, lab.guests[0]).console_tail == "[  OK  ] Reached target basic."

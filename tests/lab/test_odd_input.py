@@ -104,14 +104,15 @@ ODD: dict[str, str] = {
 
 @pytest.mark.parametrize("name", sorted(ODD))
 def test_odd_lab_is_a_lab_error_or_valid(name: str, tmp_path: Path) -> None:
-    started = time.monotonic()
+    # CPU time, not wall time: the host is shared and a loaded one must not fail this
+    started = time.process_time()
     try:
         validate_text(ODD[name], "lab.yml", tmp_path)
     except LabError as exc:
         assert exc.problems, "a LabError must name at least one problem"
         for problem in exc.problems:
             assert problem.startswith("lab.yml"), problem
-    assert time.monotonic() - started < 2.0
+    assert time.process_time() - started < 1.0
 
 
 def test_billion_laughs_refused_fast_and_small(tmp_path: Path) -> None:
@@ -124,13 +125,13 @@ def test_billion_laughs_refused_fast_and_small(tmp_path: Path) -> None:
         "from provision9p.errors import LabError\n"
         "from provision9p.lab import load_lab\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "t = time.monotonic()\n"
+        "t = time.process_time()\n"
         "try:\n"
         f"    load_lab(Path({str(lab)!r}))\n"
         "except LabError as exc:\n"
         "    print(exc.problems[0])\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(round(time.monotonic() - t, 3), after - before)\n"
+        "print(round(time.process_time() - t, 3), after - before)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30, check=True).stdout.splitlines()
