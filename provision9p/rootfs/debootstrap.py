@@ -6,11 +6,14 @@ base tree, so it is built once per host and copied for every guest that wants it
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -61,6 +64,7 @@ def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
 def _base_tree(spec: RootfsSpec, debian_arch: str, mirror: str, target: Path, key: str,
                inputs: dict[str, object]) -> BaseTree:
     trees = target.parent
+    _reap_orphans(target)
     clean_stale_staging(target)
     if (target / ".provision9p-base.json").is_file():
         return BaseTree(target, key, cached=True)
@@ -84,6 +88,51 @@ def _check_free_space(where: Path, need: int) -> None:
     check_space(where, need, "a debootstrapped root tree")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when provision9p dies, even by kill -9."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _reap_orphans(target: Path) -> None:
+    """Kill what a killed run's debootstrap left running in its staging dir.
+
+    PDEATHSIG reaches debootstrap itself only; a dpkg or wget it started runs on as an
+    orphan, writing into (and with /proc mounted in) the staging dir we are about to
+    remove. They are found by their root, working directory or command line.
+    """
+    prefix = f".{target.name}.staging-"
+    stale = [e for e in target.parent.glob(prefix + "*")
+             if (owner := e.name[len(prefix):]).isdigit()
+             and not Path(f"/proc/{owner}").exists()]
+    if not stale:
+        return
+    marks = [os.fsencode(str(e)) for e in stale]
+    victims = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            seen = [os.fsencode(os.readlink(proc / "root")), os.fsencode(os.readlink(proc / "cwd")),
+                    (proc / "cmdline").read_bytes()]
+        except OSError:
+            continue
+        if any(mark in text for mark in marks for text in seen):
+            victims.append(int(proc.name))
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while victims and time.monotonic() < deadline:
+        victims = [pid for pid in victims if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.05)
+    if stale:
+        ui.info(f"    removed what a killed run left of {target.name}")
+
+
 _PHASE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|Installing)"
                     r"\s+(\S+)")
 
@@ -103,7 +152,7 @@ def _run_debootstrap(spec: RootfsSpec, arch: str, mirror: str, target: Path,
     ui.info(f"    debootstrap {spec.suite}/{arch} ({spec.variant}) from {mirror}")
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace")
+                            errors="replace", preexec_fn=_die_with_parent)
     assert proc.stdout is not None
     tail: list[str] = []
     phase, count, last_print = "", 0, 0.0
