@@ -63,7 +63,15 @@ def _apt(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str
     result["msg"] = f"{'removed' if state == 'absent' else 'installed'}: {', '.join(todo)}"
     if ctx.check:
         return result
-    res = run_checked(conn, argv, env=_ENV)
+    res = conn.run(argv, env=_ENV)
+    if not res.ok and "dpkg --configure -a" in res.stderr + res.stdout:
+        # dpkg was interrupted (the guest lost power mid-install): apt refuses to go on
+        # until the half-done packages are configured, and says so; do that, then retry.
+        run_checked(conn, ["dpkg", "--configure", "-a"], env=_ENV)
+        res = conn.run(argv, env=_ENV)
+    if not res.ok:
+        detail = (res.stderr.strip() or res.stdout.strip())[-1500:]
+        raise TaskError(f"`{' '.join(argv)}` failed (exit {res.returncode}): {detail}")
     result["stdout"] = res.stdout
     return result
 
