@@ -139,11 +139,13 @@ def resume_boot(lab: LabSpec, guest: GuestSpec) -> BootReport | None:
     boot = st.read_json(st.boot_json) or {}
     if pid is None:
         return None
-    if boot.get("qemu_pid") != pid or not boot.get("ssh_port") or "started_at" not in boot:
+    if boot.get("qemu_pid") != pid or not boot.get("ssh_port"):
         ui.info(f"    {guest.name}: a QEMU without a boot record runs; stopping it")
         stop(lab, guest, timeout=0)
         return None
-    elapsed = max(0.0, time.time() - float(boot["started_at"]))
+    # records written before `started_at` existed: QEMU wrote its pidfile as it started
+    started_at = float(boot.get("started_at") or st.pidfile.stat().st_mtime)
+    elapsed = max(0.0, time.time() - started_at)
     started = time.monotonic() - elapsed
     ui.info(f"    {guest.name}: a boot started {elapsed:.1f} s ago is in progress "
             f"(pid {pid}); waiting for it")
@@ -347,8 +349,10 @@ def status(lab: LabSpec, guest: GuestSpec) -> GuestStatus:
     pid = st.running_pid()
     if pid is not None:
         started = boot.get("started_at")
+        # a record without `started_at` predates the booting/running distinction
+        booting = "ssh_ready" not in boot and "started_at" in boot
         return GuestStatus(
-            "booting" if "ssh_ready" not in boot else "running", pid=pid,
+            "booting" if booting else "running", pid=pid,
             ssh_port=boot.get("ssh_port"), accel=boot.get("accel"),
             since=time.time() - float(started) if started is not None else None)
     if st.pidfile.exists() and "stopped" not in boot:
