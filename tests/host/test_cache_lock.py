@@ -69,3 +69,24 @@ def test_check_space_names_the_place_and_the_need(tmp_path: Path) -> None:
     assert info.value.message.startswith(f"not enough space in {tmp_path} for a big thing: "
                                          "it needs ")
     assert "PROVISION9P_CACHE" in (info.value.hint or "")
+
+
+def test_what_a_killed_debootstrap_left_running_is_reaped(tmp_path: Path) -> None:
+    from provision9p.rootfs.debootstrap import _reap_orphans
+
+    target = tmp_path / "trees" / "t"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    staging = tmp_path / "trees" / f".t.staging-{dead.pid}"
+    (staging / "var").mkdir(parents=True)
+    # an orphan working in the staging dir (a dpkg the killed debootstrap started)
+    orphan = subprocess.Popen(["sleep", "60"], cwd=staging / "var")
+    bystander = subprocess.Popen(["sleep", "60"], cwd=tmp_path)
+    try:
+        _reap_orphans(target)
+        assert orphan.wait(timeout=5) == -9
+        assert bystander.poll() is None
+    finally:
+        for proc in (orphan, bystander):
+            proc.kill()
+            proc.wait()
