@@ -94,6 +94,8 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
     run_as = qemu_user(guest.root)
     mirror = guest.rootfs.mirror or host_mirror()
     fp = fingerprint(lab, guest, mirror, run_as, {"hooks": hook_key})
+    # a killed build's staging copy (~300 MB) goes even when the tree in place is current
+    clean_stale_staging(guest.root.path)
     if not force and is_current(lab, guest, fp):
         return BuildResult(guest.name, False, time.monotonic() - start, {})
 
