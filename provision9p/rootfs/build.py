@@ -153,6 +153,10 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
                                               capabilities=guest.rootfs.capabilities)
                     ui.info(f"    {report}")
                 timed("convert", t0)
+            # From here the old tree, boot files and pinned host key are replaced one by
+            # one; without a build record a run killed in between rebuilds, rather than
+            # boot a new tree against the old tree's pinned key.
+            st.build_json.unlink(missing_ok=True)
             _install_boot_files(st, kernel, initrd_tmp)
     finally:
         initrd_tmp.unlink(missing_ok=True)
