@@ -60,7 +60,13 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, play: Play, *, rebuild: bool,
     out = GuestOutcome(guest.name)
     st = GuestState.of(lab, guest)
     running = st.running_pid() is not None
-    if running and not rebuild:
+    resumed = None
+    if running and supervisor.boot_in_progress(lab, guest):
+        # an `up` killed while it waited for this boot: wait for it rather than SSH too soon
+        with ui.step(f"{guest.name}: boot in progress"):
+            resumed = supervisor.resume_boot(lab, guest)
+        running = resumed is not None
+    if running and not rebuild and resumed is None:
         # Unchanged and running: a quick check that it still answers, nothing else.
         fp = fingerprint(lab, guest, guest.rootfs.mirror or host_mirror(),
                          qemu_user(guest.root, create=False), {"hooks": ""})
@@ -86,18 +92,22 @@ def _up_guest(lab: LabSpec, guest: GuestSpec, play: Play, *, rebuild: bool,
     if running and rebuild:
         ui.info(f"==> {guest.name}: stopping it to rebuild")
         supervisor.stop(lab, guest)
-    result = build_guest(lab, guest, force=rebuild, tree_hook=tree_hook(lab, guest, play))
-    out.built = result.changed
-    if result.changed:
-        stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items())
-        out.notes.append(f"built in {result.seconds:.1f} s ({stages})")
-    with ui.step(f"{guest.name}: boot"):
-        boot = supervisor.start(lab, guest)
+        resumed = None
+    if resumed is None:
+        result = build_guest(lab, guest, force=rebuild, tree_hook=tree_hook(lab, guest, play))
+        out.built = result.changed
+        if result.changed:
+            stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items())
+            out.notes.append(f"built in {result.seconds:.1f} s ({stages})")
+        with ui.step(f"{guest.name}: boot"):
+            boot = supervisor.start(lab, guest)
+        write_json(st.dir / "timings.json", {
+            "build": result.stages, "build_total": round(result.seconds, 2),
+            "boot": boot.stages, "boot_total": round(boot.seconds, 2), "accel": boot.accel,
+        })
+    else:
+        boot = resumed
     out.booted = True
-    write_json(st.dir / "timings.json", {
-        "build": result.stages, "build_total": round(result.seconds, 2),
-        "boot": boot.stages, "boot_total": round(boot.seconds, 2), "accel": boot.accel,
-    })
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
     if play:

@@ -91,17 +91,7 @@ def down_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     lab = open_lab(args)
     for guest in lab.guests:
-        st = GuestState.of(lab, guest)
-        pid = st.running_pid()
-        built = st.read_json(st.build_json)
-        if pid is None:
-            state = "stopped" + ("" if built else ", not built")
-        else:
-            boot = st.read_json(st.boot_json) or {}
-            up_s = time.time() - os.stat(st.pidfile).st_mtime
-            state = (f"running (pid {pid}, {boot.get('accel', '?')}, ssh 127.0.0.1:"
-                     f"{boot.get('ssh_port', '?')}, up {up_s:.0f} s)")
-        print(f"{guest.name}: {state}")
+        print(f"{guest.name}: {supervisor.status(lab, guest).describe()}")
     return 0
 
 

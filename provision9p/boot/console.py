@@ -15,6 +15,8 @@ MILESTONES = (
     ("userspace", "Reached target"),
 )
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
 # (pattern, likely cause) checked against the console's tail, first match wins.
 _CAUSES = (
     (re.compile(r"provision9p-initramfs: (.*)"), None),
@@ -57,7 +59,8 @@ class ConsoleWatch:
         return [name for name, marker in MILESTONES if marker in self.text]
 
     def tail(self, lines: int = 25) -> str:
-        clean = self.text.replace("\r", "")
+        # systemd colours its status lines; a terminal showing them raw shows `[0;32m`
+        clean = _ANSI.sub("", self.text.replace("\r", ""))
         return "\n".join(clean.rstrip().splitlines()[-lines:])
 
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from provision9p import ui
@@ -81,6 +82,9 @@ def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> Boot
             f"SSH on 127.0.0.1:{port}")
     started = time.monotonic()
     as_user = run_as.uid != os.geteuid()
+    # A boot record from an earlier boot must not describe this QEMU, even for the moment
+    # between its start and the new record (a kill -9 can land there).
+    st.boot_json.unlink(missing_ok=True)
     with open(st.run_dir / "qemu.log", "wb") as log:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -91,15 +95,73 @@ def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> Boot
     write_json(st.boot_json, {"ssh_port": port, "accel": choice.accel,
                               "accel_reason": choice.reason, "argv": argv,
                               "run_as": run_as.name, "qemu_pid": proc.pid,
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                              "started_at": time.time() - (time.monotonic() - started)})
     try:
-        stages = _wait_for_ssh(lab, guest, proc, port, started, choice)
+        stages = _wait_for_ssh(lab, guest, proc.poll, port, started, choice)
     except BaseException:
         _kill(proc.pid)
         proc.wait()
         raise
+    _mark_ready(st)
     if choice.probe:
         accel_mod.record(True, "a guest booted to SSH under KVM")
+    return BootReport(guest.name, choice.accel, choice.reason, port,
+                      time.monotonic() - started, stages)
+
+
+def _mark_ready(st: GuestState) -> None:
+    """SSH answered: from now on the guest is up, not booting (see `boot_in_progress`)."""
+    boot = st.read_json(st.boot_json) or {}
+    boot["ssh_ready"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(st.boot_json, boot)
+
+
+def boot_in_progress(lab: LabSpec, guest: GuestSpec) -> bool:
+    """QEMU runs but no `up` saw SSH answer yet: the `up` that started it was killed (or
+    is still waiting, which the lab lock rules out for another `up`)."""
+    st = GuestState.of(lab, guest)
+    pid = st.running_pid()
+    if pid is None:
+        return False
+    boot = st.read_json(st.boot_json) or {}
+    return "ssh_ready" not in boot
+
+
+def resume_boot(lab: LabSpec, guest: GuestSpec) -> BootReport | None:
+    """Wait for a boot another (killed) `up` started, showing its milestones.
+
+    Returns None after stopping a QEMU whose boot cannot be followed (no boot record for
+    it): the caller boots the guest afresh. A boot that fails is stopped, like `start`.
+    """
+    st = GuestState.of(lab, guest)
+    pid = st.running_pid()
+    boot = st.read_json(st.boot_json) or {}
+    if pid is None:
+        return None
+    if boot.get("qemu_pid") != pid or not boot.get("ssh_port"):
+        ui.info(f"    {guest.name}: a QEMU without a boot record runs; stopping it")
+        stop(lab, guest, timeout=0)
+        return None
+    # records written before `started_at` existed: QEMU wrote its pidfile as it started
+    started_at = float(boot.get("started_at") or st.pidfile.stat().st_mtime)
+    elapsed = max(0.0, time.time() - started_at)
+    started = time.monotonic() - elapsed
+    ui.info(f"    {guest.name}: a boot started {elapsed:.1f} s ago is in progress "
+            f"(pid {pid}); waiting for it")
+    choice = accel_mod.AccelChoice(str(boot.get("accel", "tcg")),
+                                   str(boot.get("accel_reason", "")))
+    port = int(boot["ssh_port"])
+
+    def exited() -> int | None:
+        return None if _alive(pid) else -1
+
+    try:
+        stages = _wait_for_ssh(lab, guest, exited, port, started, choice)
+    except BaseException:
+        _kill(pid)
+        raise
+    _mark_ready(st)
     return BootReport(guest.name, choice.accel, choice.reason, port,
                       time.monotonic() - started, stages)
 
@@ -113,8 +175,13 @@ def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
     check_reachable(st.run_dir, run_as)
 
 
-def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes], port: int,
-                  started: float, choice: accel_mod.AccelChoice) -> dict[str, float]:
+def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, exited: Callable[[], int | None],
+                  port: int, started: float, choice: accel_mod.AccelChoice
+                  ) -> dict[str, float]:
+    """Milestones (s since QEMU started) until SSH answers with the pinned key.
+
+    `exited` is QEMU's exit status once it has exited (Popen.poll, or a pid check for a
+    QEMU another `up` started)."""
     st = GuestState.of(lab, guest)
     watch = ConsoleWatch(st.console)
     stages: dict[str, float] = {}
@@ -127,11 +194,16 @@ def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes],
             if name not in stages:
                 stages[name] = round(now - started, 2)
                 ui.info(f"    {guest.name}: {name} after {stages[name]:.1f} s")
-        if proc.poll() is not None:
-            qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
+        status = exited()
+        if status is not None:
+            try:
+                qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
+            except OSError:
+                qemu_log = ""
             if choice.probe and "kvm" in qemu_log.lower():
                 raise _NoProgressUnderKVM(f"QEMU could not use KVM: {qemu_log[-300:]}")
-            raise _failure(guest, watch, f"QEMU exited with status {proc.returncode}"
+            how = f"with status {status}" if status >= 0 else "(it was not ours to wait for)"
+            raise _failure(guest, watch, f"QEMU exited {how}"
                            + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
         if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
                 accel_mod.KVM_PROGRESS_MARK not in watch.text:
@@ -179,8 +251,13 @@ def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
     st = GuestState.of(lab, guest)
     pid = st.running_pid()
     if pid is None:
+        # a pidfile naming a dead QEMU (it crashed): `down` acknowledges it
+        st.pidfile.unlink(missing_ok=True)
         return False
-    asked = _ask_poweroff(lab, guest, st)
+    # A guest still booting has no sshd to ask, and ignores ACPI until systemd runs: a
+    # clean shutdown would only wait out the timeout. Nothing in it is worth saving yet.
+    booting = boot_in_progress(lab, guest)
+    asked = False if booting else _ask_poweroff(lab, guest, st)
     deadline = time.monotonic() + (timeout if asked else 0)
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.2)
@@ -189,16 +266,21 @@ def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
             with QMP(st.qmp) as q:
                 q.execute("quit")
         except QMPError:
-            pass
-        end = time.monotonic() + 5
-        while time.monotonic() < end and _alive(pid):
-            time.sleep(0.1)
+            pass  # no QMP (yet): the kill below
+        else:
+            end = time.monotonic() + 5
+            while time.monotonic() < end and _alive(pid):
+                time.sleep(0.1)
     if _alive(pid):
         _kill(pid)
         end = time.monotonic() + 5
         while time.monotonic() < end and _alive(pid):
             time.sleep(0.1)
     st.pidfile.unlink(missing_ok=True)
+    boot = st.read_json(st.boot_json)
+    if boot is not None:
+        boot["stopped"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(st.boot_json, boot)
     return True
 
 
@@ -231,3 +313,51 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    """What `status` says about one guest."""
+
+    state: str  # running | booting | stopped | crashed | not built
+    pid: int | None = None
+    ssh_port: int | None = None
+    accel: str | None = None
+    since: float | None = None  # seconds since QEMU started
+    console_tail: str = ""  # for crashed: what the guest printed last
+
+    def describe(self) -> str:
+        if self.state in ("running", "booting"):
+            what = "running" if self.state == "running" else "booting (no SSH yet)"
+            up = f", up {self.since:.0f} s" if self.since is not None else ""
+            return (f"{what} (pid {self.pid}, {self.accel or '?'}, ssh 127.0.0.1:"
+                    f"{self.ssh_port or '?'}{up})")
+        if self.state == "crashed":
+            tail = "\n".join(f"    {line}" for line in self.console_tail.splitlines())
+            return ("crashed: QEMU died without shutting down (killed, or it failed); "
+                    "`provision9p up` starts it again" + (f"\n  last console lines:\n{tail}"
+                                                          if tail else ""))
+        return self.state
+
+
+def status(lab: LabSpec, guest: GuestSpec) -> GuestStatus:
+    """Running, booting, stopped, or crashed: QEMU removes its pidfile when it exits
+    normally and `stop` removes it too, so a pidfile naming a dead QEMU means it died
+    (kill -9, a crash, the host's OOM killer)."""
+    st = GuestState.of(lab, guest)
+    boot = st.read_json(st.boot_json) or {}
+    pid = st.running_pid()
+    if pid is not None:
+        started = boot.get("started_at")
+        # a record without `started_at` predates the booting/running distinction
+        booting = "ssh_ready" not in boot and "started_at" in boot
+        return GuestStatus(
+            "booting" if booting else "running", pid=pid,
+            ssh_port=boot.get("ssh_port"), accel=boot.get("accel"),
+            since=time.time() - float(started) if started is not None else None)
+    if st.pidfile.exists() and "stopped" not in boot:
+        watch = ConsoleWatch(st.console)
+        watch.poll()
+        return GuestStatus("crashed", console_tail=watch.tail(10))
+    built = st.read_json(st.build_json)
+    return GuestStatus("stopped" if built is not None else "stopped, not built")

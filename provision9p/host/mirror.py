@@ -8,6 +8,8 @@ and a lab can override it (rootfs.mirror).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import lzma
 import os
@@ -18,11 +20,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from provision9p import paths, ui
-from provision9p.errors import MirrorError
+from provision9p.errors import HostError, MirrorError
 
 SOURCES_LIST = Path("/etc/apt/sources.list")
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
@@ -140,6 +143,52 @@ def _stanzas(lines: Iterable[str]) -> Iterator[dict[str, str]]:
 _index_memo: dict[Path, dict[str, list[Package]]] = {}
 
 
+@contextmanager
+def cache_entry_lock(target: Path, what: str) -> Iterator[None]:
+    """Hold the lock of one cache entry (a .deb, a base tree, an extracted kernel).
+
+    Two runs that want the same entry at once (two labs' `up`) build it once: the second
+    waits here, then finds it complete. The lock is an flock, so a run killed with -9
+    releases it; the files it left half-made are staging files nobody takes for whole.
+    """
+    # kept apart from the entries, so a cache directory lists only what it caches
+    locks = paths.cache_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(os.fsencode(target.absolute())).hexdigest()[:12]
+    path = locks / f"{target.name}.{digest}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+            ui.info(f"    waiting for {what}: {holder}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} is making it\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_space(where: Path, need: int, what: str) -> None:
+    """Refuse up front when `where` has less than `need` bytes free for `what`."""
+    where.mkdir(parents=True, exist_ok=True)
+    st = os.statvfs(where)
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise HostError(f"not enough space in {where} for {what}: it needs "
+                        f"{_mib(need)}, {_mib(free)} free", hint=_SPACE_HINT)
+
+
+_SPACE_HINT = ("free some disk there, or set PROVISION9P_CACHE to a directory on a bigger "
+               "file system")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
 def package_index(*, arch: str, suite: str, mirror: str,
                   component: str = "main") -> dict[str, list[Package]]:
     """The suite's Packages index as name -> stanzas, cached on disk for INDEX_TTL."""
@@ -147,6 +196,12 @@ def package_index(*, arch: str, suite: str, mirror: str,
     url = f"{mirror}/dists/{suite}/{component}/binary-{arch}/Packages.xz"
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     cached = paths.cache_home() / "apt" / f"{suite}_{component}_{arch}_{key}.Packages.xz"
+    with cache_entry_lock(cached, f"the {suite} Packages index"):
+        return _package_index(url, cached, arch=arch, suite=suite, component=component)
+
+
+def _package_index(url: str, cached: Path, *, arch: str, suite: str,
+                   component: str) -> dict[str, list[Package]]:
     fresh = cached.exists() and time.time() - cached.stat().st_mtime < INDEX_TTL
     if not fresh:
         try:
@@ -237,17 +292,31 @@ def fetch_package(name: str, *, arch: str, suite: str, mirror: str,
                  "the architecture",
         )
     dest = paths.cache_home() / "debs" / Path(pkg.filename).name
-    if dest.exists() and dest.stat().st_size == pkg.size:
-        return dest
-    url = f"{mirror.rstrip('/')}/{pkg.filename}"
-    _download(url, dest, what=f"{pkg.name} {pkg.version}", sha256=pkg.sha256, size=pkg.size)
+    with cache_entry_lock(dest, f"{pkg.name} {pkg.version}"):
+        if dest.exists() and dest.stat().st_size == pkg.size:
+            return dest
+        url = f"{mirror.rstrip('/')}/{pkg.filename}"
+        _download(url, dest, what=f"{pkg.name} {pkg.version}", sha256=pkg.sha256,
+                  size=pkg.size)
     return dest
+
+
+def _clean_stale_parts(dest: Path) -> None:
+    """Remove the .part files of downloads whose run was killed (its pid is gone)."""
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        pid = part.name.removeprefix(f".{dest.name}.").split(".", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            part.unlink(missing_ok=True)
 
 
 def _download(url: str, dest: Path, *, what: str, sha256: str = "", size: int = 0) -> None:
     """Stream `url` to `dest` through a temp file in the same directory, then rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    _clean_stale_parts(dest)
+    if size:
+        check_space(dest.parent, size, what)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.",
+                                    suffix=".part")
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     start = time.monotonic()
@@ -278,10 +347,18 @@ def _download(url: str, dest: Path, *, what: str, sha256: str = "", size: int = 
                 "rootfs.mirror" if exc.code == 404 else "try again, or set rootfs.mirror")
         raise MirrorError(f"cannot fetch {url}: HTTP {exc.code} {exc.reason}",
                           hint=hint) from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except urllib.error.URLError as exc:
         reason = getattr(exc, "reason", None) or exc
         raise MirrorError(f"cannot fetch {url}: {reason}",
                           hint="check the network and the mirror URL, or " + _SET_HINT) from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            reason = getattr(exc, "reason", None) or exc
+            raise MirrorError(f"cannot fetch {url}: {reason}", hint="check the network "
+                              "and the mirror URL, or " + _SET_HINT) from exc
+        need = f"it needs {_mib(total)}" if total else f"{_mib(done)} fitted"
+        raise HostError(f"{dest.parent} is full: downloading {what} failed ({need})",
+                        hint=_SPACE_HINT) from None
     finally:
         tmp.unlink(missing_ok=True)
     if total > PROGRESS_MIN:

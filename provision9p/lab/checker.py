@@ -27,6 +27,9 @@ def show(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
+    if isinstance(value, int) and value.bit_length() > 64:
+        # repr() of an int past 4300 digits raises; nobody needs to read it back anyway
+        return f"an integer of {value.bit_length()} bits"
     return repr(value)
 
 

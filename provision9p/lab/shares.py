@@ -60,6 +60,17 @@ class ShareContext:
     old_kernel: str | None  # "bookworm's kernel (6.1)" when it predates Linux 6.4
 
 
+@dataclass(frozen=True)
+class ShareKeys:
+    """The keys that identify a share, each one kept when it is valid even if another key
+    is missing or bad, so the checks across shares (unique tags and mount points, overlaps)
+    still report on that share."""
+
+    path: Path | None
+    mount_tag: str | None
+    mount: str | None
+
+
 def nested(a: Path, b: Path) -> bool:
     """Whether one of two host paths is, or is inside, the other."""
     return a == b or a in b.parents or b in a.parents
@@ -77,17 +88,19 @@ def _present(s: Mapping[str, Any], path: P, key: str, what: str, check: Checker)
 
 
 def check_share(data: Any, path: P, check: Checker, ctx: ShareContext,
-                is_root: bool) -> Share | None:
-    """The Share `data` describes, or None after recording why it is not one."""
+                is_root: bool) -> tuple[Share | None, ShareKeys]:
+    """The Share `data` describes, or None after recording why it is not one; and the
+    identifying keys that were valid either way."""
+    none = ShareKeys(None, None, None)
     if data is None:
         check.err(path, "an empty share; give at least path, mount_tag and mount")
-        return None
+        return None, none
     s = check.mapping(data, path, SHARE_KEYS)
     if not isinstance(data, dict):
-        return None
+        return None, none
     if not s:
         check.err(path, "a share needs at least path, mount_tag and mount")
-        return None
+        return None, none
     fsdriver = check.string(s, path, "fsdriver", "local")
     if fsdriver == "proxy":
         check.err((*path, "fsdriver"), "the proxy driver is refused: it is not production "
@@ -105,6 +118,10 @@ def check_share(data: Any, path: P, check: Checker, ctx: ShareContext,
     host = None
     if _present(s, path, "path", "the host directory to share", check):
         host = check.host_path(s, path, "path", ctx.base)
+        if host is not None and host.exists() and not host.is_dir():
+            check.err((*path, "path"), f"{host} is not a directory; a 9P share exports a "
+                      "directory (share the directory that holds it)")
+            host = None
     tag = None
     if _present(s, path, "mount_tag", "the name the guest mounts it by", check):
         tag = _mount_tag(s, path, check)
@@ -139,13 +156,14 @@ def check_share(data: Any, path: P, check: Checker, ctx: ShareContext,
         mount = _mount_point(s, path, check)
 
     options = _mount_options(s, path, check, model, is_root, ctx)
+    keys = ShareKeys(host, tag, mount)
     if host is None or tag is None or mount is None:
-        return None
+        return None, keys
     return Share(
         path=host, mount_tag=tag, security_model=model, mount=mount, readonly=readonly,
         fmode=modes["fmode"], dmode=modes["dmode"], multidevs=multidevs, writeout=writeout,
         transport=transport, options=options,
-    )
+    ), keys
 
 
 def _mount_tag(s: Mapping[str, Any], path: P, check: Checker) -> str | None:
@@ -257,20 +275,25 @@ def _access(s: Mapping[str, Any], path: P, check: Checker, dotl: bool) -> str:
     return text
 
 
-def unique_shares(root: Share | None, shares: list[tuple[int, Share]], spath: P,
+def unique_shares(root: Share | None, shares: list[tuple[int, ShareKeys]], spath: P,
                   check: Checker) -> None:
-    """Tags and mount points are per guest; no extra share may overlap the root tree."""
+    """Tags and mount points are per guest; no extra share may overlap the root tree.
+
+    A share with a bad or missing key is still compared on the keys it has."""
     tags = {root.mount_tag: "the root share"} if root else {}
     mounts: dict[str, int] = {}
     for i, share in shares:
-        if share.mount_tag in tags:
-            check.err((*spath, i, "mount_tag"), f"mount tag {share.mount_tag!r} is already "
-                      f"used by {tags[share.mount_tag]}; tags must be unique per guest")
-        tags.setdefault(share.mount_tag, f"shares[{i}]")
-        if share.mount in mounts:
-            check.err((*spath, i, "mount"), f"{share.mount} is already the mount point of "
-                                            f"shares[{mounts[share.mount]}]")
-        mounts.setdefault(share.mount, i)
-        if root and nested(share.path, root.path):
+        if share.mount_tag is not None:
+            if share.mount_tag in tags:
+                check.err((*spath, i, "mount_tag"), f"mount tag {share.mount_tag!r} is "
+                          f"already used by {tags[share.mount_tag]}; tags must be unique "
+                          "per guest")
+            tags.setdefault(share.mount_tag, f"shares[{i}]")
+        if share.mount is not None:
+            if share.mount in mounts:
+                check.err((*spath, i, "mount"), f"{share.mount} is already the mount point "
+                                                f"of shares[{mounts[share.mount]}]")
+            mounts.setdefault(share.mount, i)
+        if root and share.path is not None and nested(share.path, root.path):
             check.err((*spath, i, "path"), "an extra share cannot be the root tree, be inside "
                                            "it or contain it")

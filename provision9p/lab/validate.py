@@ -29,7 +29,14 @@ from provision9p.lab.model import (
     Share,
     default_transport,
 )
-from provision9p.lab.shares import SHARE_KEYS, ShareContext, check_share, nested, unique_shares
+from provision9p.lab.shares import (
+    SHARE_KEYS,
+    ShareContext,
+    ShareKeys,
+    check_share,
+    nested,
+    unique_shares,
+)
 from provision9p.lab.units import parse_size
 
 HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -86,13 +93,35 @@ def load_lab(path: Path | None) -> LabSpec:
         source = "<built-in default lab>"
         base = paths.data_home() / "default"
     else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise LabError([f"{path}: cannot read the lab file: {exc.strerror}"]) from None
+        text = _read_lab(path)
         source = str(path)
         base = path.resolve().parent
     return validate_text(text, source, base)
+
+
+# A lab file is a few KB; anything past this is the wrong file (or /dev/zero).
+MAX_LAB_BYTES = 4 << 20
+
+
+def _read_lab(path: Path) -> str:
+    """The lab's text; a file that is not UTF-8 is a lab error saying where it breaks."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LAB_BYTES + 1)
+    except OSError as exc:
+        raise LabError([f"{path}: cannot read the lab file: {exc.strerror}"],
+                       hint="give the path of a lab file (YAML)") from None
+    if len(data) > MAX_LAB_BYTES:
+        raise LabError([f"{path}: larger than {MAX_LAB_BYTES >> 20} MiB; not a lab file"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[line_start:exc.start].decode("utf-8", errors="replace")) + 1
+        raise LabError([f"{path}:{line}:{col} not UTF-8: byte 0x{data[exc.start]:02x} at "
+                        f"offset {exc.start} cannot be decoded; save the lab file as UTF-8"],
+                       hint="re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
 def validate_text(text: str, source: str, base: Path) -> LabSpec:
@@ -120,7 +149,7 @@ class _Checked:
 
     spec: GuestSpec
     origin: dict[P, P]
-    shares: tuple[tuple[int, Share], ...]  # index in the lab's list, share
+    shares: tuple[tuple[int, ShareKeys], ...]  # index in the lab's list, its valid keys
 
 
 def _lab(data: Any, check: Checker, source: str, base: Path) -> LabSpec | None:
@@ -194,7 +223,8 @@ def _across_guests(guests: list[_Checked], check: Checker) -> None:
         check.origin = g.origin
         for i, share in g.shares:
             for h in guests:
-                if h is not g and nested(share.path, h.spec.root.path):
+                if h is not g and share.path is not None and \
+                        nested(share.path, h.spec.root.path):
                     check.err(("guests", g.spec.name, "shares", i, "path"),
                               f"{share.path} overlaps the root tree of guest {h.spec.name}; "
                               "a root tree belongs to its own guest only")
@@ -252,9 +282,10 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
     root_raw.setdefault("path", f"guests/{name}/root")
     root_raw.setdefault("mount_tag", ROOT_TAG)
     root_raw["mount"] = "/"
-    root = check_share(root_raw, rpath, check, ctx, is_root=True)
+    root, _ = check_share(root_raw, rpath, check, ctx, is_root=True)
 
     shares: list[tuple[int, Share]] = []
+    keys: list[tuple[int, ShareKeys]] = []
     spath = (*path, "shares")
     raw_shares = g.get("shares", [])
     if raw_shares is None:
@@ -263,10 +294,11 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         check.err(spath, f"expected a list of shares, got {show(raw_shares)}")
         raw_shares = []
     for i, sraw in enumerate(raw_shares):
-        share = check_share(sraw, (*spath, i), check, ctx, is_root=False)
+        share, share_keys = check_share(sraw, (*spath, i), check, ctx, is_root=False)
+        keys.append((i, share_keys))
         if share is not None:
             shares.append((i, share))
-    unique_shares(root, shares, spath, check)
+    unique_shares(root, keys, spath, check)
 
     npath = (*path, "network")
     n = check.mapping(g.get("network"), npath, NETWORK_KEYS)
@@ -294,7 +326,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         roles=roles, vars=gvars, verify=tuple(verify), gather_facts=gather,
         gather_subset=subset,
     )
-    return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(shares))
+    return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(keys))
 
 
 def _kernel(g: Mapping[str, Any], kpath: P, check: Checker, base: Path,

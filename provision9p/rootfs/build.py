@@ -93,6 +93,8 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
     run_as = qemu_user(guest.root)
     mirror = guest.rootfs.mirror or host_mirror()
     fp = fingerprint(lab, guest, mirror, run_as, {"hooks": hook_key})
+    # a killed build's staging copy (~300 MB) goes even when the tree in place is current
+    clean_stale_staging(guest.root.path)
     if not force and is_current(lab, guest, fp):
         return BuildResult(guest.name, False, time.monotonic() - start, {})
 
@@ -149,6 +151,10 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
                                            capabilities=guest.rootfs.capabilities)
                     ui.info(f"    {report}")
                 timed("convert", t0)
+            # From here the old tree, boot files and pinned host key are replaced one by
+            # one; without a build record a run killed in between rebuilds, rather than
+            # boot a new tree against the old tree's pinned key.
+            st.build_json.unlink(missing_ok=True)
             _install_boot_files(st, kernel, initrd_tmp)
     finally:
         initrd_tmp.unlink(missing_ok=True)

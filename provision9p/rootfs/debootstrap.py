@@ -6,11 +6,14 @@ base tree, so it is built once per host and copied for every guest that wants it
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from provision9p import paths, ui
 from provision9p.errors import BuildError, HostError, MirrorError
+from provision9p.host.mirror import cache_entry_lock, check_space
 from provision9p.lab.model import RootfsSpec
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 
@@ -51,8 +55,16 @@ def host_debian_arch() -> str:
 def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
     """The cached base tree for `spec`, debootstrapping it when missing."""
     key, inputs = base_key(spec, debian_arch, mirror)
-    trees = paths.cache_home() / "trees"
-    target = trees / key
+    target = paths.cache_home() / "trees" / key
+    # one debootstrap per entry, however many labs ask at once: the others wait, then reuse
+    with cache_entry_lock(target, f"the base tree {key}"):
+        return _base_tree(spec, debian_arch, mirror, target, key, inputs)
+
+
+def _base_tree(spec: RootfsSpec, debian_arch: str, mirror: str, target: Path, key: str,
+               inputs: dict[str, object]) -> BaseTree:
+    trees = target.parent
+    _reap_orphans(target)
     clean_stale_staging(target)
     if (target / ".provision9p-base.json").is_file():
         return BaseTree(target, key, cached=True)
@@ -73,13 +85,52 @@ def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
 
 
 def _check_free_space(where: Path, need: int) -> None:
-    where.mkdir(parents=True, exist_ok=True)
-    st = os.statvfs(where)
-    free = st.f_bavail * st.f_frsize
-    if free < need:
-        raise BuildError(f"only {free >> 20} MiB free in {where}; a root tree needs about "
-                         f"{need >> 20} MiB", hint="free some disk, or set PROVISION9P_CACHE "
-                         "to a directory on a bigger file system")
+    check_space(where, need, "a debootstrapped root tree")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when provision9p dies, even by kill -9."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _reap_orphans(target: Path) -> None:
+    """Kill what a killed run's debootstrap left running in its staging dir.
+
+    PDEATHSIG reaches debootstrap itself only; a dpkg or wget it started runs on as an
+    orphan, writing into (and with /proc mounted in) the staging dir we are about to
+    remove. They are found by their root, working directory or command line.
+    """
+    prefix = f".{target.name}.staging-"
+    stale = [e for e in target.parent.glob(prefix + "*")
+             if (owner := e.name[len(prefix):]).isdigit()
+             and not Path(f"/proc/{owner}").exists()]
+    if not stale:
+        return
+    marks = [os.fsencode(str(e)) for e in stale]
+    victims = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            seen = [os.fsencode(os.readlink(proc / "root")), os.fsencode(os.readlink(proc / "cwd")),
+                    (proc / "cmdline").read_bytes()]
+        except OSError:
+            continue
+        if any(mark in text for mark in marks for text in seen):
+            victims.append(int(proc.name))
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while victims and time.monotonic() < deadline:
+        victims = [pid for pid in victims if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.05)
+    if stale:
+        ui.info(f"    removed what a killed run left of {target.name}")
 
 
 _PHASE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|Installing)"
@@ -101,7 +152,7 @@ def _run_debootstrap(spec: RootfsSpec, arch: str, mirror: str, target: Path,
     ui.info(f"    debootstrap {spec.suite}/{arch} ({spec.variant}) from {mirror}")
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace")
+                            errors="replace", preexec_fn=_die_with_parent)
     assert proc.stdout is not None
     tail: list[str] = []
     phase, count, last_print = "", 0, 0.0
@@ -138,8 +189,9 @@ def _raise_for(argv: list[str], rc: int, tail: list[str], target: Path) -> None:
         text += "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     last = "\n".join(tail[-12:])
     if "No space left on device" in text:
-        raise BuildError(f"debootstrap ran out of disk space:\n{last}",
-                         hint="free some disk and run the build again")
+        raise HostError(f"debootstrap ran out of disk space in {target.parent}:\n{last}",
+                        hint="free some disk there (a root tree needs about 2 GiB while "
+                             "it is built), or set PROVISION9P_CACHE to a bigger file system")
     if re.search(r"Failed getting release file|Couldn't download|Temporary failure|"
                  r"Could not resolve|Connection refused|Failed getting", text):
         raise MirrorError(f"debootstrap could not download from the mirror:\n{last}",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from provision9p import paths, ui
 from provision9p.errors import BuildError, KernelError
-from provision9p.host.mirror import fetch_package
+from provision9p.host.mirror import cache_entry_lock, check_space, fetch_package
 from provision9p.kernel import KernelReport, check_kernel, extract_deb, module_load_order
 from provision9p.lab.model import ARCHES, GuestSpec
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
@@ -93,11 +93,14 @@ def _config_of(image: Path) -> Path:
 def _extracted(deb: Path) -> Path:
     """The .deb's files, extracted once into the cache (staged, so never half there)."""
     target = paths.cache_home() / "kernels" / deb.stem
-    clean_stale_staging(target)
-    if not (target / ".complete").exists():
-        with ui.step(f"extracting {deb.name}"), staged(target) as staging:
-            extract_deb(deb, staging)
-            (staging / ".complete").touch()
+    with cache_entry_lock(target, f"the extracted {deb.name}"):
+        clean_stale_staging(target)
+        if not (target / ".complete").exists():
+            # unpacked, the kernel and its modules take about 6 times the .deb
+            check_space(target.parent, 6 * deb.stat().st_size, f"{deb.name} unpacked")
+            with ui.step(f"extracting {deb.name}"), staged(target) as staging:
+                extract_deb(deb, staging)
+                (staging / ".complete").touch()
     return target
 
 

@@ -15,7 +15,7 @@ import secrets
 import time
 from typing import Any
 
-from provision9p.connect.base import Connection
+from provision9p.connect.base import Connection, RunResult
 from provision9p.errors import TaskError
 from provision9p.tasks.modules.base import (
     Module,
@@ -67,6 +67,19 @@ def _apt_opts(args: dict[str, Any]) -> list[str]:
     if args.get("only_upgrade"):
         opts.append("--only-upgrade")
     return opts
+
+
+def _run_apt(conn: Connection, argv: list[str]) -> RunResult:
+    res = conn.run(argv, env=_ENV)
+    if not res.ok and "dpkg --configure -a" in res.stderr + res.stdout:
+        # dpkg was interrupted (the guest lost power mid-install): apt refuses to go on
+        # until the half-done packages are configured, and says so; do that, then retry.
+        run_checked(conn, ["dpkg", "--configure", "-a"], env=_ENV)
+        res = conn.run(argv, env=_ENV)
+    if not res.ok:
+        detail = (res.stderr.strip() or res.stdout.strip())[-1500:]
+        raise TaskError(f"`{' '.join(argv)}` failed (exit {res.returncode}): {detail}")
+    return res
 
 
 def _apt(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
@@ -146,7 +159,7 @@ def _packages(conn: Connection, names: list[str], state: str, args: dict[str, An
     result["changed"] = True
     result["msg"] = f"{'removed' if state == 'absent' else 'installed'}: {', '.join(todo)}"
     if not ctx.check:
-        stdout.append(run_checked(conn, argv, env=_ENV).stdout)
+        stdout.append(_run_apt(conn, argv).stdout)
 
 
 def _deb(conn: Connection, deb: str, args: dict[str, Any], ctx: ModuleContext,
