@@ -42,7 +42,9 @@ job=${1:-up}
 shift || true
 case "$job" in
   up)
-    exec .venv/bin/provision9p up "$@"
+    # ./setup.sh up [LAB [GUEST...]]: the lab file is the CLI's -f.
+    if [ $# -gt 0 ]; then lab=$1; shift; exec .venv/bin/provision9p -f "$lab" up "$@"; fi
+    exec .venv/bin/provision9p up
     ;;
   test)
     say "ruff"

@@ -22,11 +22,12 @@ from provision9p.boot import accel as accel_mod
 from provision9p.boot.console import ConsoleWatch, likely_cause
 from provision9p.boot.qemu_argv import BootFiles, qemu_argv
 from provision9p.boot.qmp import QMP, QMPError
-from provision9p.connect.ssh import open_client, ssh_banner
+from provision9p.connect.ssh import HostKeyMismatch, open_client, ssh_banner
 from provision9p.errors import BootError, ConnectError
-from provision9p.lab.model import GuestSpec, LabSpec
-from provision9p.qemu_user import RunAs, check_reachable, qemu_user
-from provision9p.state import GuestState, write_json
+from provision9p.lab.model import GuestSpec
+from provision9p.qemu_user import RunAs, check_reachable
+from provision9p.state import BootRecord, GuestState
+from provision9p.target import Target
 
 
 @dataclass
@@ -49,31 +50,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def boot_files(lab: LabSpec, guest: GuestSpec, accel: str, port: int) -> BootFiles:
-    st = GuestState.of(lab, guest)
+def boot_files(target: Target, accel: str, port: int) -> BootFiles:
+    st = target.state
     return BootFiles(kernel=st.kernel, initrd=st.initrd if st.initrd.is_file() else None,
                      ssh_port=port, console_log=st.console, qmp_socket=st.qmp,
                      pidfile=st.pidfile, accel=accel)
 
 
-def start(lab: LabSpec, guest: GuestSpec) -> BootReport:
+def start(target: Target) -> BootReport:
     """Boot the guest and wait until SSH answers with its pinned key."""
-    choice = accel_mod.choose(guest.accel, guest.arch, qemu_user(guest.root, create=False))
+    guest = target.guest
+    choice = accel_mod.choose(guest.accel, guest.arch, target.run_as)
     try:
-        return _boot(lab, guest, choice)
+        return _boot(target, choice)
     except _NoProgressUnderKVM as exc:
         # QEMU could not use KVM, or the guest made no progress under it.
         accel_mod.record(False, str(exc).splitlines()[0])
         ui.warn(f"{exc}; falling back to TCG (remembered for this host)")
-        return _boot(lab, guest, accel_mod.AccelChoice("tcg", "KVM did not work here"))
+        return _boot(target, accel_mod.AccelChoice("tcg", "KVM did not work here"))
 
 
-def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> BootReport:
-    st = GuestState.of(lab, guest)
-    run_as = qemu_user(guest.root, create=False)
+def _boot(target: Target, choice: accel_mod.AccelChoice) -> BootReport:
+    guest, st, run_as = target.guest, target.state, target.run_as
     port = guest.ssh_port or free_port()
     _prepare_run_dir(st, run_as)
-    argv = qemu_argv(guest, boot_files(lab, guest, choice.accel, port))
+    argv = qemu_argv(guest, boot_files(target, choice.accel, port))
     if shutil.which(argv[0]) is None:
         raise BootError(f"{argv[0]} is not installed",
                         hint="apt-get install qemu-system-x86 (or `provision9p doctor --install`)")
@@ -88,12 +89,11 @@ def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> Boot
             user=run_as.uid if as_user else None, group=run_as.gid if as_user else None,
             extra_groups=os.getgrouplist(run_as.name, run_as.gid) if as_user else None,
         )
-    write_json(st.boot_json, {"ssh_port": port, "accel": choice.accel,
-                              "accel_reason": choice.reason, "argv": argv,
-                              "run_as": run_as.name, "qemu_pid": proc.pid,
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    st.write_boot(BootRecord(ssh_port=port, accel=choice.accel, accel_reason=choice.reason,
+                             argv=argv, run_as=run_as.name, qemu_pid=proc.pid,
+                             started=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     try:
-        stages = _wait_for_ssh(lab, guest, proc, port, started, choice)
+        stages = _wait_for_ssh(target, proc, port, started, choice)
     except BaseException:
         _kill(proc.pid)
         proc.wait()
@@ -113,9 +113,9 @@ def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
     check_reachable(st.run_dir, run_as)
 
 
-def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes], port: int,
+def _wait_for_ssh(target: Target, proc: subprocess.Popen[bytes], port: int,
                   started: float, choice: accel_mod.AccelChoice) -> dict[str, float]:
-    st = GuestState.of(lab, guest)
+    guest, st = target.guest, target.state
     watch = ConsoleWatch(st.console)
     stages: dict[str, float] = {}
     deadline = started + guest.boot_timeout
@@ -138,10 +138,11 @@ def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, proc: subprocess.Popen[bytes],
             raise _NoProgressUnderKVM("a guest made no progress on its console under KVM")
         if now >= next_try and ssh_banner(port):
             try:
-                client = open_client(lab, guest, port)
-            except ConnectError as exc:
-                if "host key" in exc.message:
-                    raise
+                client = open_client(target, port)
+            except HostKeyMismatch:
+                raise
+            except ConnectError:
+                pass  # not up yet
             else:
                 client.close()
                 stages["ssh"] = round(time.monotonic() - started, 2)
@@ -171,16 +172,16 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
+def stop(target: Target, timeout: float = 30.0) -> bool:
     """Power the guest off: poweroff over SSH or QMP, then kill after `timeout`.
 
     Returns False when it was not running.
     """
-    st = GuestState.of(lab, guest)
+    st = target.state
     pid = st.running_pid()
     if pid is None:
         return False
-    asked = _ask_poweroff(lab, guest, st)
+    asked = _ask_poweroff(target)
     deadline = time.monotonic() + (timeout if asked else 0)
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.2)
@@ -202,13 +203,14 @@ def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
     return True
 
 
-def _ask_poweroff(lab: LabSpec, guest: GuestSpec, st: GuestState) -> bool:
+def _ask_poweroff(target: Target) -> bool:
     """A clean shutdown: systemd over SSH, else ACPI through QMP."""
-    boot = st.read_json(st.boot_json) or {}
-    port = int(boot.get("ssh_port", 0))
+    st = target.state
+    boot = target.boot_record()
+    port = boot.ssh_port if boot else 0
     if port and ssh_banner(port):
         try:
-            client = open_client(lab, guest, port, timeout=5)
+            client = open_client(target, port, timeout=5)
             try:
                 _, out, _ = client.exec_command("systemctl poweroff --no-block", timeout=10)
                 out.channel.recv_exit_status()  # closing first could cancel the request

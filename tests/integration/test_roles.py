@@ -56,7 +56,7 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     shutil.copytree(ROLE_SRC, base / "roles" / "compat")
     path = base / "lab.yml"
     path.write_text(LAB)
-    res = p9("up", str(path))
+    res = p9("-f", str(path), "up")
     try:
         assert res.returncode == 0, res.stdout + res.stderr
         # The tree phase did the work; over SSH the same play finds nothing to do.
@@ -65,7 +65,7 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
         assert re.search(r"roles over SSH: ok=\d+ changed=0 ", res.stderr), res.stderr
         yield path
     finally:
-        p9("down", str(path), "--timeout", "5")
+        p9("-f", str(path), "down", "--timeout", "5")
 
 
 def snapshot(conn: SSHConnection) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def test_apply_again_changes_nothing_and_check_mode_changes_nothing(lab: Path, p
         before = conn.read_file("/srv/compat/settings.ini")
     finally:
         conn.close()
-    check = p9("apply", str(lab), "--limit", "p9", "--check", "--diff")
+    check = p9("-f", str(lab), "apply", "p9", "--check", "--diff")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "changed=1" in check.stdout and "-workers=2\n+workers=4" in check.stdout
     conn = connect(spec, spec.guest("p9"))
@@ -144,7 +144,7 @@ def test_apply_again_changes_nothing_and_check_mode_changes_nothing(lab: Path, p
         assert conn.read_file("/srv/compat/settings.ini") == before  # --check changed nothing
     finally:
         conn.close()
-    fix = p9("apply", str(lab), "--limit", "p9")
+    fix = p9("-f", str(lab), "apply", "p9")
     assert fix.returncode == 0 and "changed=1" in fix.stdout, fix.stdout + fix.stderr
-    again = p9("apply", str(lab), "--limit", "p9")
+    again = p9("-f", str(lab), "apply", "p9")
     assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout
