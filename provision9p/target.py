@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from provision9p.errors import ConnectError, MirrorError, StateError, UsageError
+from provision9p.errors import ConnectError, MirrorError, UsageError
 from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.qemu_user import RunAs, qemu_user
@@ -90,7 +90,7 @@ class Target:
 
     def require_built(self) -> None:
         if self.build_record() is None or not self.guest.root.path.is_dir():
-            raise StateError(f"{self.name} is not built yet",
+            raise UsageError(f"{self.name} is not built yet",
                              hint=f"build it: `provision9p rootfs build {self.name}` "
                                   f"(or `provision9p up {self.name}`)")
 
