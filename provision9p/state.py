@@ -120,6 +120,18 @@ class GuestState:
     def write_build(self, record: BuildRecord) -> None:
         write_json(self.build_json, asdict(record))
 
+    def read_host_key(self) -> tuple[str, str] | None:
+        """The pinned host key as (type, base64), or None when there is none."""
+        try:
+            kind, data = self.host_key.read_text().split()[:2]
+        except (OSError, ValueError):
+            return None
+        return kind, data
+
+    def write_host_key(self, public_line: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host_key.write_text(public_line + "\n")
+
     def read_boot(self) -> BootRecord | None:
         """How QEMU was last started; None when it never was (or the record is unreadable)."""
         return _read_record(self.boot_json, BootRecord)

@@ -49,13 +49,11 @@ class _Pinned(paramiko.MissingHostKeyPolicy):
 
 
 def _pinned_line(target: Target) -> tuple[str, str]:
-    path = target.state.host_key
-    try:
-        kind, data = path.read_text().split()[:2]
-    except (OSError, ValueError):
-        raise ConnectError(f"no pinned host key in {path}",
-                           hint=f"build the guest first: `provision9p up {target.name}`") from None
-    return kind, data
+    pinned = target.state.read_host_key()
+    if pinned is None:
+        raise ConnectError(f"no pinned host key in {target.state.host_key}",
+                           hint=f"build the guest first: `provision9p up {target.name}`")
+    return pinned
 
 
 def pinned_key(target: Target) -> paramiko.PKey:

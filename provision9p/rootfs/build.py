@@ -165,7 +165,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     finally:
         initrd_tmp.unlink(missing_ok=True)
     _prepare_extra_shares(guest, run_as)
-    st.host_key.write_text(host_key.public_line + "\n")
+    st.write_host_key(host_key.public_line)
     st.write_build(BuildRecord(
         fingerprint=the_plan.fingerprint, kernel=kernel.source, release=kernel.release,
         verdict=kernel.report.verdict, initrd=st.initrd.is_file(), run_as=run_as.name,
