@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from provision9p import pipeline
 from provision9p.commands.common import SubParsers, add_guests, add_lab_option, targets
 
 
@@ -21,6 +20,8 @@ def register(sub: SubParsers) -> None:
 
 
 def apply_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
     _lab, chosen = targets(args)
     pipeline.apply(chosen, check=args.check, diff=args.diff,
                    tags={t for t in args.tags.split(",") if t} or None,

@@ -8,12 +8,8 @@ import shlex
 import sys
 import time
 
-from provision9p import pipeline, ui
-from provision9p.boot import supervisor
-from provision9p.boot.libvirt_xml import libvirt_domain_xml
-from provision9p.boot.qemu_argv import qemu_argv
+from provision9p import ui
 from provision9p.commands.common import SubParsers, add_guests, add_lab_option, targets
-from provision9p.connect.ssh import ssh_argv
 from provision9p.errors import UsageError
 
 
@@ -63,11 +59,15 @@ def register(sub: SubParsers) -> None:
 
 
 def up_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
     lab, chosen = targets(args, create_account=True)
     return pipeline.up(lab, chosen, rebuild=args.rebuild, verify=not args.no_verify)
 
 
 def down_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
     lab, chosen = targets(args)
     for name, seconds in pipeline.down(lab, chosen, args.timeout).items():
         print(f"{name}: " + ("not running" if seconds is None else f"stopped in {seconds:.1f} s"))
@@ -75,6 +75,8 @@ def down_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
     _lab, chosen = targets(args)
     for t in chosen:
         print(pipeline.status(t).describe())
@@ -82,6 +84,8 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def ssh_command(args: argparse.Namespace) -> int:
+    from provision9p.connect.ssh import ssh_argv
+
     _lab, (target,) = targets(args)
     target.require_running()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -109,6 +113,9 @@ def console_command(args: argparse.Namespace) -> int:
 
 
 def qemu_cmd_command(args: argparse.Namespace) -> int:
+    from provision9p.boot import supervisor
+    from provision9p.boot.qemu_argv import qemu_argv
+
     _lab, (target,) = targets(args)
     port = args.port or target.guest.ssh_port or supervisor.free_port()
     argv = qemu_argv(target.guest, supervisor.boot_files(target, args.accel, port))
@@ -118,6 +125,9 @@ def qemu_cmd_command(args: argparse.Namespace) -> int:
 
 
 def libvirt_xml_command(args: argparse.Namespace) -> int:
+    from provision9p.boot import supervisor
+    from provision9p.boot.libvirt_xml import libvirt_domain_xml
+
     _lab, (target,) = targets(args)
     port = args.port or target.guest.ssh_port or 2222
     print(libvirt_domain_xml(target.guest, supervisor.boot_files(target, args.accel, port)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from provision9p import pipeline
 from provision9p.commands.common import SubParsers, add_guests, add_lab_option, targets
 
 
@@ -26,6 +25,8 @@ def register(sub: SubParsers) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
     lab, chosen = targets(args, create_account=True)
     for result, t in zip(pipeline.build_trees(lab, chosen, force=args.force), chosen,
                          strict=True):
@@ -37,6 +38,8 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
     _lab, (target,) = targets(args)
     pipeline.export(target, args.output)
     return 0

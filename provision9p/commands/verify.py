@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from provision9p import pipeline
 from provision9p.commands.common import SubParsers, add_guests, add_lab_option, targets
 
 
@@ -16,6 +15,8 @@ def register(sub: SubParsers) -> None:
 
 
 def verify_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
     _lab, chosen = targets(args)
     pipeline.verify(chosen)
     return 0
