@@ -36,7 +36,7 @@ def register(sub: SubParsers) -> None:
     p = sub.add_parser("ssh", help="a shell or a command in a guest (`ssh GUEST -- CMD`)")
     add_lab_option(p)
     add_guests(p, one=True)
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                    help="a command to run instead of a shell")
     p.set_defaults(func=ssh_command)
 
@@ -88,7 +88,7 @@ def ssh_command(args: argparse.Namespace) -> int:
 
     _lab, (target,) = targets(args)
     target.require_running()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
     argv = ssh_argv(target, command)
     sys.stdout.flush()
     os.execvp("ssh", argv)
