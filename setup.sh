@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set everything up on a Debian 12 host (as root), then run one job:
-#   ./setup.sh up [LAB]   the whole pipeline on LAB (default: the built-in default lab)
+#   ./setup.sh up [LAB [GUEST...]]   the whole pipeline on LAB (default: the built-in default lab)
 #   ./setup.sh test       ruff, mypy and the whole test suite, real guests included
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -42,7 +42,9 @@ job=${1:-up}
 shift || true
 case "$job" in
   up)
-    exec .venv/bin/provision9p up "$@"
+    # ./setup.sh up [LAB [GUEST...]]: the lab file is the CLI's -f.
+    if [ $# -gt 0 ]; then lab=$1; shift; exec .venv/bin/provision9p -f "$lab" up "$@"; fi
+    exec .venv/bin/provision9p up
     ;;
   test)
     say "ruff"
@@ -53,7 +55,7 @@ case "$job" in
     exec .venv/bin/python -m pytest -ra "$@"
     ;;
   *)
-    echo "usage: ./setup.sh [up [LAB] | test [PYTEST-ARGS]]" >&2
+    echo "usage: ./setup.sh [up [LAB [GUEST...]] | test [PYTEST-ARGS]]" >&2
     exit 2
     ;;
 esac

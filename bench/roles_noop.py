@@ -97,7 +97,7 @@ def main() -> None:
     base.chmod(0o755)
     lab = write_lab(base)
     try:
-        subprocess.run([*p9, "up", str(lab), "--no-verify"], check=True)
+        subprocess.run([*p9, "-f", str(lab), "up", "--no-verify"], check=True)
         warm = ansible_playbook(lab, "b", "noop20")
         counts = recap(warm.stdout, "b")
         if warm.returncode != 0 or counts["changed"] or counts["failed"]:
@@ -133,7 +133,7 @@ def main() -> None:
         if opts.out:
             opts.out.write_text(text)
     finally:
-        subprocess.run([*p9, "down", str(lab)], check=False)
+        subprocess.run([*p9, "-f", str(lab), "down"], check=False)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -42,13 +42,13 @@ def run(args: list[str], env: dict[str, str]) -> float:
 
 
 def one(lab: Path, env: dict[str, str], rebuild: bool) -> dict[str, object]:
-    t_up = run(["up", str(lab), "--no-verify", *(["--rebuild"] if rebuild else [])], env)
+    t_up = run(["-f", str(lab), "up", "--no-verify", *(["--rebuild"] if rebuild else [])], env)
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "provision9p", "ssh", "--lab", str(lab), "b", "true"],
                    check=True, env=env)
     t_ssh = time.monotonic() - start
     timings = json.loads((lab.parent / ".provision9p/guests/b/timings.json").read_text())
-    run(["down", str(lab)], env)
+    run(["-f", str(lab), "down"], env)
     return {"up_to_first_ssh": round(t_up + t_ssh, 1), **timings}
 
 
@@ -72,7 +72,7 @@ def main() -> None:
         for _ in range(opts.runs):
             results.append(("warm", one(lab, env, rebuild=True)))
     finally:
-        subprocess.run([sys.executable, "-m", "provision9p", "down", str(lab)],
+        subprocess.run([sys.executable, "-m", "provision9p", "-f", str(lab), "down"],
                        env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     lines = [f"machine: {platform.node()}, {os.cpu_count()} cpus, {platform.platform()}", ""]

@@ -1,45 +1,25 @@
-"""The command line: parse, dispatch to a stage, turn errors into messages and exit codes.
+"""The command line: parse, dispatch to a command, turn errors into messages and exit codes.
 
-Each stage package registers its own subcommands (`register(subparsers)`), so this
-file stays a table of contents.
+One grammar for every command: `provision9p [-f LAB] COMMAND [GUEST...] [options]`
+(provision9p/commands/common.py). Exit codes: 0 success, 1 a failed check or run,
+2 bad input; tracebacks only with --debug.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from provision9p import __version__, ui
+from provision9p.commands import apply, doc, guests, host, kernel, lab, rootfs, verify
+from provision9p.commands.common import LAB_HELP
 from provision9p.errors import LabError, Provision9pError
-from provision9p.lab import LabSpec, load_lab
 
-# (module, help) for each stage that brings subcommands; order is the --help order.
-STAGES = (
-    "provision9p.lab.cli",
-    "provision9p.kernel.cli",
-    "provision9p.host.cli",
-    "provision9p.rootfs.cli",
-    "provision9p.boot.cli",
-    "provision9p.tasks.cli",
-    "provision9p.verify.cli",
-)
-
-
-def lab_argument(parser: argparse.ArgumentParser) -> None:
-    """The optional LAB argument every lab command takes."""
-    parser.add_argument("lab", nargs="?", type=Path, metavar="LAB",
-                        help="lab file (default: the built-in default lab)")
-
-
-def open_lab(args: argparse.Namespace) -> LabSpec:
-    """Load the lab named on the command line and print its warnings."""
-    lab = load_lab(getattr(args, "lab", None))
-    for w in lab.warnings:
-        ui.warn(w)
-    return lab
+# In --help order.
+COMMANDS = (lab, kernel, host, rootfs, guests, apply, verify, doc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,14 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"provision9p {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("-f", "--lab", type=Path, metavar="FILE", default=None, help=LAB_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in STAGES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in COMMANDS:
         module.register(sub)
     return parser
 
@@ -68,16 +43,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ui.set_quiet(args.quiet)
     try:
-        result = args.func(args)
-    except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except Provision9pError as exc:
-        if args.debug:
+        if args.debug and not isinstance(exc, LabError):  # a lab's problems are the message
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as a killed-by-SIGPIPE tool would.
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return int(result or 0)
+    except OSError as exc:
+        # Not a bad argument we foresaw: say what failed without a traceback.
+        if args.debug:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print("  hint: run again with --debug for the traceback", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's own flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

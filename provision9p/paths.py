@@ -5,16 +5,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# The checkout (or installed tree) root: roles/ and kernel-configs/ live beside the package.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+# A checkout keeps roles/ and kernel-configs/ beside the package; an installed wheel has
+# them inside it (setup.py maps them there).
+PROJECT_ROOT = PACKAGE.parent
+
+
+def _shipped(installed: str, checkout: str) -> Path:
+    inside = PACKAGE / installed
+    return inside if inside.is_dir() else PROJECT_ROOT / checkout
 
 
 def kernel_configs_dir() -> Path:
-    return Path(os.environ.get("PROVISION9P_KERNEL_CONFIGS", PROJECT_ROOT / "kernel-configs"))
+    if env := os.environ.get("PROVISION9P_KERNEL_CONFIGS"):
+        return Path(env)
+    return _shipped("kernel_configs", "kernel-configs")
 
 
 def shipped_roles_dir() -> Path:
-    return PROJECT_ROOT / "roles"
+    return _shipped("roles", "roles")
 
 
 def data_home() -> Path:

@@ -8,6 +8,10 @@ Layout (under LabSpec.state_dir):
   guests/<name>/boot/       kernel and initramfs QEMU boots
   guests/<name>/run/        written by QEMU itself (its user owns it): pidfile, QMP, console
   guests/<name>/boot.json   how the running QEMU was started (port, accel, argv)
+  guests/<name>/known_hosts the pinned host key, for the `ssh` program
+
+build.json and boot.json are typed records (BuildRecord, BootRecord); GuestState is their
+one reader and writer, so no stage parses another stage's JSON.
 """
 
 from __future__ import annotations
@@ -17,12 +21,48 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from provision9p.errors import StateError
 from provision9p.lab.model import GuestSpec, LabSpec
+
+_R = TypeVar("_R", "BuildRecord", "BootRecord")
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """What the last successful build was made from (rootfs/build.py writes it)."""
+
+    fingerprint: str
+    kernel: str
+    release: str
+    verdict: str
+    initrd: bool
+    run_as: str
+    client_key: str
+    stages: dict[str, float] = field(default_factory=dict)
+    built: str = ""
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    """How the running QEMU was started (boot/supervisor.py writes it)."""
+
+    ssh_port: int
+    accel: str
+    accel_reason: str
+    argv: list[str]
+    run_as: str
+    qemu_pid: int
+    started: str = ""
+    #: time.time() when QEMU started (a boot another `up` follows counts from it)
+    started_at: float | None = None
+    #: when SSH first answered: until then the guest is booting
+    ssh_ready: str | None = None
+    #: when `down` stopped it: a pidfile left without this means QEMU died
+    stopped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,12 +115,35 @@ class GuestState:
     def boot_json(self) -> Path:
         return self.dir / "boot.json"
 
-    def read_json(self, path: Path) -> dict[str, Any] | None:
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    def read_build(self) -> BuildRecord | None:
+        """The last build's record; None when never built (or the record is unreadable)."""
+        return _read_record(self.build_json, BuildRecord)
+
+    def write_build(self, record: BuildRecord) -> None:
+        write_json(self.build_json, asdict(record))
+
+    def read_host_key(self) -> tuple[str, str] | None:
+        """The pinned host key as (type, base64), or None when there is none."""
         try:
-            data = json.loads(path.read_text())
+            kind, data = self.host_key.read_text().split()[:2]
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        return kind, data
+
+    def write_host_key(self, public_line: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host_key.write_text(public_line + "\n")
+
+    def read_boot(self) -> BootRecord | None:
+        """How QEMU was last started; None when it never was (or the record is unreadable)."""
+        return _read_record(self.boot_json, BootRecord)
+
+    def write_boot(self, record: BootRecord) -> None:
+        write_json(self.boot_json, asdict(record))
 
     def running_pid(self) -> int | None:
         """QEMU's pid when it is alive; a pidfile of a dead (or reused) pid is stale."""
@@ -94,6 +157,22 @@ class GuestState:
             return None
         # The pid may have been reused by another program: ours names its pidfile.
         return pid if os.fsencode(str(self.pidfile)) in cmdline else None
+
+
+def _read_record(path: Path, kind: type[_R]) -> _R | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    names = {f.name for f in fields(kind)}
+    try:
+        # Unknown keys are dropped: a record written by an older version still reads.
+        record = kind(**{k: v for k, v in data.items() if k in names})
+    except TypeError:  # a key it needs is missing: as good as no record
+        return None
+    return record
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

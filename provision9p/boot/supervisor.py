@@ -16,18 +16,19 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from provision9p import ui
 from provision9p.boot import accel as accel_mod
 from provision9p.boot.console import ConsoleWatch, likely_cause
 from provision9p.boot.qemu_argv import BootFiles, qemu_argv
 from provision9p.boot.qmp import QMP, QMPError
-from provision9p.connect.ssh import open_client, ssh_banner
+from provision9p.connect.ssh import HostKeyMismatch, open_client, ssh_banner
 from provision9p.errors import BootError, ConnectError
-from provision9p.lab.model import GuestSpec, LabSpec
-from provision9p.qemu_user import RunAs, check_reachable, qemu_user
-from provision9p.state import GuestState, write_json
+from provision9p.lab.model import GuestSpec
+from provision9p.qemu_user import RunAs, check_reachable
+from provision9p.state import BootRecord, GuestState
+from provision9p.target import Target
 
 
 @dataclass
@@ -50,31 +51,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def boot_files(lab: LabSpec, guest: GuestSpec, accel: str, port: int) -> BootFiles:
-    st = GuestState.of(lab, guest)
+def boot_files(target: Target, accel: str, port: int) -> BootFiles:
+    st = target.state
     return BootFiles(kernel=st.kernel, initrd=st.initrd if st.initrd.is_file() else None,
                      ssh_port=port, console_log=st.console, qmp_socket=st.qmp,
                      pidfile=st.pidfile, accel=accel)
 
 
-def start(lab: LabSpec, guest: GuestSpec) -> BootReport:
+def start(target: Target) -> BootReport:
     """Boot the guest and wait until SSH answers with its pinned key."""
-    choice = accel_mod.choose(guest.accel, guest.arch, qemu_user(guest.root, create=False))
+    guest = target.guest
+    choice = accel_mod.choose(guest.accel, guest.arch, target.run_as)
     try:
-        return _boot(lab, guest, choice)
+        return _boot(target, choice)
     except _NoProgressUnderKVM as exc:
         # QEMU could not use KVM, or the guest made no progress under it.
         accel_mod.record(False, str(exc).splitlines()[0])
         ui.warn(f"{exc}; falling back to TCG (remembered for this host)")
-        return _boot(lab, guest, accel_mod.AccelChoice("tcg", "KVM did not work here"))
+        return _boot(target, accel_mod.AccelChoice("tcg", "KVM did not work here"))
 
 
-def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> BootReport:
-    st = GuestState.of(lab, guest)
-    run_as = qemu_user(guest.root, create=False)
+def _boot(target: Target, choice: accel_mod.AccelChoice) -> BootReport:
+    guest, st, run_as = target.guest, target.state, target.run_as
     port = guest.ssh_port or free_port()
     _prepare_run_dir(st, run_as)
-    argv = qemu_argv(guest, boot_files(lab, guest, choice.accel, port))
+    argv = qemu_argv(guest, boot_files(target, choice.accel, port))
     if shutil.which(argv[0]) is None:
         raise BootError(f"{argv[0]} is not installed",
                         hint="apt-get install qemu-system-x86 (or `provision9p doctor --install`)")
@@ -92,13 +93,12 @@ def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> Boot
             user=run_as.uid if as_user else None, group=run_as.gid if as_user else None,
             extra_groups=os.getgrouplist(run_as.name, run_as.gid) if as_user else None,
         )
-    write_json(st.boot_json, {"ssh_port": port, "accel": choice.accel,
-                              "accel_reason": choice.reason, "argv": argv,
-                              "run_as": run_as.name, "qemu_pid": proc.pid,
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                              "started_at": time.time() - (time.monotonic() - started)})
+    st.write_boot(BootRecord(
+        ssh_port=port, accel=choice.accel, accel_reason=choice.reason, argv=argv,
+        run_as=run_as.name, qemu_pid=proc.pid, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        started_at=time.time() - (time.monotonic() - started)))
     try:
-        stages = _wait_for_ssh(lab, guest, proc.poll, port, started, choice)
+        stages = _wait_for_ssh(target, proc.poll, port, started, choice)
     except BaseException:
         _kill(proc.pid)
         proc.wait()
@@ -112,52 +112,50 @@ def _boot(lab: LabSpec, guest: GuestSpec, choice: accel_mod.AccelChoice) -> Boot
 
 def _mark_ready(st: GuestState) -> None:
     """SSH answered: from now on the guest is up, not booting (see `boot_in_progress`)."""
-    boot = st.read_json(st.boot_json) or {}
-    boot["ssh_ready"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json(st.boot_json, boot)
+    boot = st.read_boot()
+    if boot is not None:
+        st.write_boot(replace(boot, ssh_ready=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
 
 
-def boot_in_progress(lab: LabSpec, guest: GuestSpec) -> bool:
+def boot_in_progress(target: Target) -> bool:
     """QEMU runs but no `up` saw SSH answer yet: the `up` that started it was killed (or
     is still waiting, which the lab lock rules out for another `up`)."""
-    st = GuestState.of(lab, guest)
-    pid = st.running_pid()
-    if pid is None:
+    st = target.state
+    if st.running_pid() is None:
         return False
-    boot = st.read_json(st.boot_json) or {}
-    return "ssh_ready" not in boot
+    boot = st.read_boot()
+    return boot is None or boot.ssh_ready is None
 
 
-def resume_boot(lab: LabSpec, guest: GuestSpec) -> BootReport | None:
+def resume_boot(target: Target) -> BootReport | None:
     """Wait for a boot another (killed) `up` started, showing its milestones.
 
     Returns None after stopping a QEMU whose boot cannot be followed (no boot record for
     it): the caller boots the guest afresh. A boot that fails is stopped, like `start`.
     """
-    st = GuestState.of(lab, guest)
+    guest, st = target.guest, target.state
     pid = st.running_pid()
-    boot = st.read_json(st.boot_json) or {}
+    boot = st.read_boot()
     if pid is None:
         return None
-    if boot.get("qemu_pid") != pid or not boot.get("ssh_port"):
+    if boot is None or boot.qemu_pid != pid or not boot.ssh_port:
         ui.info(f"    {guest.name}: a QEMU without a boot record runs; stopping it")
-        stop(lab, guest, timeout=0)
+        stop(target, timeout=0)
         return None
     # records written before `started_at` existed: QEMU wrote its pidfile as it started
-    started_at = float(boot.get("started_at") or st.pidfile.stat().st_mtime)
+    started_at = boot.started_at or st.pidfile.stat().st_mtime
     elapsed = max(0.0, time.time() - started_at)
     started = time.monotonic() - elapsed
     ui.info(f"    {guest.name}: a boot started {elapsed:.1f} s ago is in progress "
             f"(pid {pid}); waiting for it")
-    choice = accel_mod.AccelChoice(str(boot.get("accel", "tcg")),
-                                   str(boot.get("accel_reason", "")))
-    port = int(boot["ssh_port"])
+    choice = accel_mod.AccelChoice(boot.accel or "tcg", boot.accel_reason)
+    port = boot.ssh_port
 
     def exited() -> int | None:
         return None if _alive(pid) else -1
 
     try:
-        stages = _wait_for_ssh(lab, guest, exited, port, started, choice)
+        stages = _wait_for_ssh(target, exited, port, started, choice)
     except BaseException:
         _kill(pid)
         raise
@@ -175,14 +173,13 @@ def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
     check_reachable(st.run_dir, run_as)
 
 
-def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, exited: Callable[[], int | None],
-                  port: int, started: float, choice: accel_mod.AccelChoice
-                  ) -> dict[str, float]:
+def _wait_for_ssh(target: Target, exited: Callable[[], int | None], port: int,
+                  started: float, choice: accel_mod.AccelChoice) -> dict[str, float]:
     """Milestones (s since QEMU started) until SSH answers with the pinned key.
 
     `exited` is QEMU's exit status once it has exited (Popen.poll, or a pid check for a
     QEMU another `up` started)."""
-    st = GuestState.of(lab, guest)
+    guest, st = target.guest, target.state
     watch = ConsoleWatch(st.console)
     stages: dict[str, float] = {}
     deadline = started + guest.boot_timeout
@@ -210,10 +207,11 @@ def _wait_for_ssh(lab: LabSpec, guest: GuestSpec, exited: Callable[[], int | Non
             raise _NoProgressUnderKVM("a guest made no progress on its console under KVM")
         if now >= next_try and ssh_banner(port):
             try:
-                client = open_client(lab, guest, port)
-            except ConnectError as exc:
-                if "host key" in exc.message:
-                    raise
+                client = open_client(target, port)
+            except HostKeyMismatch:
+                raise
+            except ConnectError:
+                pass  # not up yet
             else:
                 client.close()
                 stages["ssh"] = round(time.monotonic() - started, 2)
@@ -243,12 +241,12 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
+def stop(target: Target, timeout: float = 30.0) -> bool:
     """Power the guest off: poweroff over SSH or QMP, then kill after `timeout`.
 
     Returns False when it was not running.
     """
-    st = GuestState.of(lab, guest)
+    st = target.state
     pid = st.running_pid()
     if pid is None:
         # a pidfile naming a dead QEMU (it crashed): `down` acknowledges it
@@ -256,8 +254,7 @@ def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
         return False
     # A guest still booting has no sshd to ask, and ignores ACPI until systemd runs: a
     # clean shutdown would only wait out the timeout. Nothing in it is worth saving yet.
-    booting = boot_in_progress(lab, guest)
-    asked = False if booting else _ask_poweroff(lab, guest, st)
+    asked = False if boot_in_progress(target) else _ask_poweroff(target)
     deadline = time.monotonic() + (timeout if asked else 0)
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.2)
@@ -277,20 +274,20 @@ def stop(lab: LabSpec, guest: GuestSpec, timeout: float = 30.0) -> bool:
         while time.monotonic() < end and _alive(pid):
             time.sleep(0.1)
     st.pidfile.unlink(missing_ok=True)
-    boot = st.read_json(st.boot_json)
+    boot = st.read_boot()
     if boot is not None:
-        boot["stopped"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(st.boot_json, boot)
+        st.write_boot(replace(boot, stopped=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     return True
 
 
-def _ask_poweroff(lab: LabSpec, guest: GuestSpec, st: GuestState) -> bool:
+def _ask_poweroff(target: Target) -> bool:
     """A clean shutdown: systemd over SSH, else ACPI through QMP."""
-    boot = st.read_json(st.boot_json) or {}
-    port = int(boot.get("ssh_port", 0))
+    st = target.state
+    boot = target.boot_record()
+    port = boot.ssh_port if boot else 0
     if port and ssh_banner(port):
         try:
-            client = open_client(lab, guest, port, timeout=5)
+            client = open_client(target, port, timeout=5)
             try:
                 _, out, _ = client.exec_command("systemctl poweroff --no-block", timeout=10)
                 out.channel.recv_exit_status()  # closing first could cancel the request
@@ -340,24 +337,24 @@ class GuestStatus:
         return self.state
 
 
-def status(lab: LabSpec, guest: GuestSpec) -> GuestStatus:
+def status(target: Target) -> GuestStatus:
     """Running, booting, stopped, or crashed: QEMU removes its pidfile when it exits
     normally and `stop` removes it too, so a pidfile naming a dead QEMU means it died
     (kill -9, a crash, the host's OOM killer)."""
-    st = GuestState.of(lab, guest)
-    boot = st.read_json(st.boot_json) or {}
+    st = target.state
+    boot = st.read_boot()
     pid = st.running_pid()
     if pid is not None:
-        started = boot.get("started_at")
+        started = boot.started_at if boot else None
         # a record without `started_at` predates the booting/running distinction
-        booting = "ssh_ready" not in boot and "started_at" in boot
+        booting = boot is not None and boot.ssh_ready is None and started is not None
         return GuestStatus(
             "booting" if booting else "running", pid=pid,
-            ssh_port=boot.get("ssh_port"), accel=boot.get("accel"),
-            since=time.time() - float(started) if started is not None else None)
-    if st.pidfile.exists() and "stopped" not in boot:
+            ssh_port=boot.ssh_port if boot else None, accel=boot.accel if boot else None,
+            since=time.time() - started if started is not None else None)
+    if st.pidfile.exists() and (boot is None or boot.stopped is None):
         watch = ConsoleWatch(st.console)
         watch.poll()
         return GuestStatus("crashed", console_tail=watch.tail(10))
-    built = st.read_json(st.build_json)
+    built = st.read_build()
     return GuestStatus("stopped" if built is not None else "stopped, not built")

@@ -15,15 +15,21 @@ import socket
 import stat as stat_mod
 import time
 import uuid
-from pathlib import Path
 
 import paramiko
 
 from provision9p.connect.base import RunResult
 from provision9p.errors import ConnectError
-from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.rootfs.metadata.base import GuestStat
-from provision9p.state import GuestState
+from provision9p.target import Target
+
+
+class HostKeyMismatch(ConnectError):
+    """The guest answered with another host key than the one pinned at build: never retried."""
+
+
+class NotReady(ConnectError):
+    """The SSH handshake broke off (sshd starting or reloading): worth another try."""
 
 
 class _Pinned(paramiko.MissingHostKeyPolicy):
@@ -35,20 +41,35 @@ class _Pinned(paramiko.MissingHostKeyPolicy):
                          key: paramiko.PKey) -> None:
         if key.get_name() != self.expected.get_name() or \
                 key.asbytes() != self.expected.asbytes():
-            raise ConnectError(
+            raise HostKeyMismatch(
                 f"{self.guest} answered with host key {key.get_fingerprint().hex()}, not the "
                 "one made when its tree was built",
                 hint="something else may be listening on that port; run "
                      "`provision9p status`, or rebuild the guest with `provision9p up --rebuild`")
 
 
-def pinned_key(st: GuestState) -> paramiko.PKey:
-    try:
-        kind, data = st.host_key.read_text().split()[:2]
-    except (OSError, ValueError):
-        raise ConnectError(f"no pinned host key in {st.host_key}",
-                           hint="build the guest first: `provision9p up`") from None
+def _pinned_line(target: Target) -> tuple[str, str]:
+    pinned = target.state.read_host_key()
+    if pinned is None:
+        raise ConnectError(f"no pinned host key in {target.state.host_key}",
+                           hint=f"build the guest first: `provision9p up {target.name}`")
+    return pinned
+
+
+def pinned_key(target: Target) -> paramiko.PKey:
+    kind, data = _pinned_line(target)
     return paramiko.PKey.from_type_string(kind, base64.b64decode(data))
+
+
+def ssh_argv(target: Target, command: list[str]) -> list[str]:
+    """The `ssh` program's argv for a running guest, its pinned key in its own known_hosts."""
+    port = target.ssh_port()
+    kind, key = _pinned_line(target)
+    target.known_hosts.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")  # that key only
+    argv = ["ssh", "-i", str(target.client_key), "-p", str(port),
+            "-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
+    return [*argv, "--", " ".join(command)] if command else argv
 
 
 def ssh_banner(port: int, timeout: float = 1.0) -> bool:
@@ -66,36 +87,45 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
 
-def open_client(lab: LabSpec, guest: GuestSpec, port: int, timeout: float = 10.0,
+def open_client(target: Target, port: int, timeout: float = 10.0,
                 attempts: int = 3) -> paramiko.SSHClient:
-    """A logged-in client; a reset during the banner (sshd reloading) is retried."""
+    """A logged-in client; a handshake that breaks off (sshd reloading) is retried."""
     for attempt in range(attempts):
         try:
-            return _open_client(lab, guest, port, timeout)
-        except ConnectError as exc:
-            if attempt == attempts - 1 or "banner" not in exc.message:
+            return _open_client(target, port, timeout)
+        except NotReady:
+            if attempt == attempts - 1:
                 raise
             time.sleep(1.0)
     raise AssertionError("unreachable")
 
 
-def _open_client(lab: LabSpec, guest: GuestSpec, port: int,
-                 timeout: float) -> paramiko.SSHClient:
-    st = GuestState.of(lab, guest)
+def _open_client(target: Target, port: int, timeout: float) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(_Pinned(pinned_key(st), guest.name))
-    key_path = lab.state_dir / "ssh" / "id_ed25519"
+    client.set_missing_host_key_policy(_Pinned(pinned_key(target), target.name))
+    where = f"{target.name} on 127.0.0.1:{port}"
+    hint = "is it running? `provision9p status`"
     try:
-        client.connect("127.0.0.1", port=port, username="root", key_filename=str(key_path),
-                       look_for_keys=False, allow_agent=False, timeout=timeout,
-                       banner_timeout=timeout, auth_timeout=timeout)
+        client.connect("127.0.0.1", port=port, username="root",
+                       key_filename=str(target.client_key), look_for_keys=False,
+                       allow_agent=False, timeout=timeout, banner_timeout=timeout,
+                       auth_timeout=timeout)
     except ConnectError:
         client.close()
         raise
-    except (paramiko.SSHException, OSError) as exc:
+    except paramiko.AuthenticationException as exc:
         client.close()
-        raise ConnectError(f"cannot SSH into {guest.name} on 127.0.0.1:{port}: {exc}",
-                           hint="is it running? `provision9p status`") from exc
+        raise ConnectError(f"cannot log into {where}: {exc}",
+                           hint=f"the lab's key is {target.client_key}; rebuild the guest "
+                                "if it was made with another one") from exc
+    except (paramiko.SSHException, EOFError, ConnectionResetError) as exc:
+        # The TCP connection was accepted (slirp accepts for the guest) but the SSH
+        # handshake did not complete: sshd is not (yet, or for a moment) there.
+        client.close()
+        raise NotReady(f"cannot SSH into {where}: {exc}", hint=hint) from exc
+    except OSError as exc:
+        client.close()
+        raise ConnectError(f"cannot SSH into {where}: {exc}", hint=hint) from exc
     transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(30)
@@ -214,21 +244,13 @@ class SSHConnection:
         self.client.close()
 
 
-def connect(lab: LabSpec, guest: GuestSpec, *, wait: float = 0.0) -> SSHConnection:
+def connect(target: Target, *, wait: float = 0.0) -> SSHConnection:
     """Connect to a running guest (the port comes from its boot record)."""
-    st = GuestState.of(lab, guest)
-    if st.running_pid() is None:
-        raise ConnectError(f"{guest.name} is not running", hint="start it: `provision9p up`")
-    boot = st.read_json(st.boot_json) or {}
-    port = int(boot.get("ssh_port", 0))
-    if not port:
-        raise ConnectError(f"no SSH port recorded for {guest.name} in {st.boot_json}",
-                           hint="restart it: `provision9p down && provision9p up`")
+    if target.running_pid() is None:
+        raise ConnectError(f"{target.name} is not running",
+                           hint=f"start it: `provision9p up {target.name}`")
+    port = target.ssh_port()
     deadline = time.monotonic() + wait
     while wait and not ssh_banner(port) and time.monotonic() < deadline:
         time.sleep(0.5)
-    return SSHConnection(open_client(lab, guest, port), guest.name, port)
-
-
-def key_file(lab: LabSpec) -> Path:
-    return lab.state_dir / "ssh" / "id_ed25519"
+    return SSHConnection(open_client(target, port), target.name, port)

@@ -21,9 +21,8 @@ from provision9p import ui
 from provision9p.boot.initramfs import build_initramfs
 from provision9p.errors import BuildError, HostError
 from provision9p.host.doctor import check_user_xattrs
-from provision9p.host.mirror import host_mirror
-from provision9p.lab.model import GuestSpec, LabSpec
-from provision9p.qemu_user import RunAs, check_reachable, qemu_user
+from provision9p.lab.model import GuestSpec
+from provision9p.qemu_user import RunAs, check_reachable
 from provision9p.rootfs import keys
 from provision9p.rootfs.debootstrap import base_key, base_tree
 from provision9p.rootfs.guest_kernel import (
@@ -35,7 +34,8 @@ from provision9p.rootfs.guest_kernel import (
 from provision9p.rootfs.guest_setup import SetupInputs, setup_tree
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 from provision9p.rootfs.security import model_of
-from provision9p.state import GuestState, write_json
+from provision9p.state import BuildRecord, GuestState
+from provision9p.target import Target
 
 # Bump when what the build writes into a tree changes, so old trees are rebuilt.
 BUILD_FORMAT = 3
@@ -64,38 +64,48 @@ def busybox_path() -> Path:
                     hint="apt-get install busybox-static (or `provision9p doctor --install`)")
 
 
-def fingerprint(lab: LabSpec, guest: GuestSpec, mirror: str, run_as: RunAs,
-                extra: dict[str, object] | None = None) -> str:
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build would do: its inputs' fingerprint, and whether the tree on disk is it."""
+
+    fingerprint: str
+    current: bool
+
+
+def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = "") -> str:
     """What the finished tree depends on: same fingerprint, nothing to rebuild."""
     key, _ = base_key(guest.rootfs, guest.debian_arch, mirror)
     data = {
         "format": BUILD_FORMAT, "base": key, "kernel": repr(guest.kernel),
         "root": repr(guest.root), "shares": repr(guest.shares), "name": guest.name,
         "run_as": [run_as.uid, run_as.gid], "capabilities": guest.rootfs.capabilities,
-        **(extra or {}),
+        "hooks": hook_key,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def is_current(lab: LabSpec, guest: GuestSpec, fp: str) -> bool:
-    st = GuestState.of(lab, guest)
-    record = st.read_json(st.build_json) or {}
-    return (record.get("fingerprint") == fp and guest.root.path.is_dir()
-            and st.kernel.is_file() and st.host_key.is_file()
-            and (not record.get("initrd") or st.initrd.is_file()))
+def plan(target: Target, hook_key: str = "") -> BuildPlan:
+    """The build's plan; `up` asks it whether a running guest is still what the lab says."""
+    fp = fingerprint(target.guest, target.mirror, target.run_as, hook_key)
+    st = target.state
+    record = target.build_record()
+    current = (record is not None and record.fingerprint == fp
+               and target.guest.root.path.is_dir() and st.kernel.is_file()
+               and st.host_key.is_file() and (not record.initrd or st.initrd.is_file()))
+    return BuildPlan(fp, current)
 
 
-def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
-                tree_hook: TreeHook | None = None, hook_key: str = "") -> BuildResult:
+def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | None = None,
+                hook_key: str = "") -> BuildResult:
     """Build (or keep) the guest's root tree, kernel and initramfs."""
     start = time.monotonic()
-    st = GuestState.of(lab, guest)
-    run_as = qemu_user(guest.root)
-    mirror = guest.rootfs.mirror or host_mirror()
-    fp = fingerprint(lab, guest, mirror, run_as, {"hooks": hook_key})
+    lab, guest, st = target.lab, target.guest, target.state
+    run_as = target.run_as
+    mirror = target.mirror
+    the_plan = plan(target, hook_key)
     # a killed build's staging copy (~300 MB) goes even when the tree in place is current
     clean_stale_staging(guest.root.path)
-    if not force and is_current(lab, guest, fp):
+    if not force and the_plan.current:
         return BuildResult(guest.name, False, time.monotonic() - start, {})
 
     for path in (guest.root.path, *(s.path for s in guest.shares), lab.state_dir):
@@ -121,13 +131,13 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
             ui.info(f"    cached: {base.path}")
     timed("debootstrap", t0)
 
-    client_key_path, client_pub = keys.lab_client_key(lab.state_dir)
+    client_key_path, client_pub = keys.lab_client_key(target.client_key)
     host_key = keys.generate(f"{guest.name}-host")
-    target = guest.root.path
-    clean_stale_staging(target)
+    root_path = guest.root.path
+    clean_stale_staging(root_path)
     initrd_tmp = st.boot_dir / f".initrd.img.tmp-{os.getpid()}"
     try:
-        with staged(target) as staging:
+        with staged(root_path) as staging:
             t0 = time.monotonic()
             tree = staging
             with ui.step(f"{guest.name}: guest setup on a copy of the base tree"):
@@ -159,13 +169,13 @@ def build_guest(lab: LabSpec, guest: GuestSpec, *, force: bool = False,
     finally:
         initrd_tmp.unlink(missing_ok=True)
     _prepare_extra_shares(guest, run_as)
-    st.host_key.write_text(host_key.public_line + "\n")
-    write_json(st.build_json, {
-        "fingerprint": fp, "kernel": kernel.source, "release": kernel.release,
-        "verdict": kernel.report.verdict, "initrd": st.initrd.is_file(),
-        "run_as": run_as.name, "client_key": str(client_key_path), "stages": stages,
-        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    st.write_host_key(host_key.public_line)
+    st.write_build(BuildRecord(
+        fingerprint=the_plan.fingerprint, kernel=kernel.source, release=kernel.release,
+        verdict=kernel.report.verdict, initrd=st.initrd.is_file(), run_as=run_as.name,
+        client_key=str(client_key_path), stages=stages,
+        built=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    ))
     return BuildResult(guest.name, True, time.monotonic() - start, stages)
 
 

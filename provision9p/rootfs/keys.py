@@ -40,9 +40,8 @@ def write_private(path: Path, pair: KeyPair) -> None:
     os.replace(tmp, path)
 
 
-def lab_client_key(state_dir: Path) -> tuple[Path, str]:
-    """The lab's own client key (made on first use): its path and public line."""
-    path = state_dir / "ssh" / "id_ed25519"
+def lab_client_key(path: Path) -> tuple[Path, str]:
+    """The lab's own client key at `path` (made on first use): its path and public line."""
     if not path.exists():
         write_private(path, generate("provision9p"))
     return path, path.with_name("id_ed25519.pub").read_text().strip()

@@ -4,7 +4,6 @@ load-time check accepts."""
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import textwrap
 from typing import Any
@@ -102,21 +101,3 @@ def resolve(name: str) -> str:
                          hint=(f"did you mean {close[0]!r}? " if close else "")
                          + "`provision9p doc --list` lists them")
     return module
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("doc", help="a module's parameters, returns and differences "
-                                   "from Ansible")
-    p.add_argument("module", nargs="?", metavar="MODULE")
-    p.add_argument("--list", action="store_true", help="every supported module")
-    p.set_defaults(func=doc_command)
-
-
-def doc_command(args: argparse.Namespace) -> int:
-    if args.list or not args.module:
-        if not args.list:
-            raise UsageError("doc needs a MODULE or --list")
-        print(listing(), end="")
-        return 0
-    print(page(args.module), end="")
-    return 0

@@ -15,10 +15,9 @@ import pytest
 
 from provision9p import ui
 from provision9p.connect.ssh import open_client
-from provision9p.lab.model import GuestSpec, LabSpec, Share
-from provision9p.qemu_user import qemu_user
+from provision9p.lab.model import Share
 from provision9p.rootfs.metadata import open_store
-from provision9p.state import GuestState
+from provision9p.target import Target
 
 CHECKS = Path(__file__).with_name("share_checks.py")
 
@@ -33,11 +32,10 @@ def share_facts(share: Share) -> dict[str, Any]:
 class VerifyPlugin:
     """Fixtures for share_checks.py and the pinned SSH client for testinfra."""
 
-    def __init__(self, lab: LabSpec, guest: GuestSpec, port: int) -> None:
-        self.lab, self.guest, self.port = lab, guest, port
-        run_as = qemu_user(guest.root, create=False)
-        self.uid, self.gid = run_as.uid, run_as.gid
-        self.client = open_client(lab, guest, port)
+    def __init__(self, target: Target, port: int) -> None:
+        self.guest, self.port = target.guest, port
+        self.uid, self.gid = target.run_as.uid, target.run_as.gid
+        self.client = open_client(target, port)
         self.failed: list[str] = []
         self.passed = 0
 
@@ -69,13 +67,12 @@ class VerifyPlugin:
         self.client.close()
 
 
-def verify_guest(lab: LabSpec, guest: GuestSpec, *, verbose: bool = True) -> VerifyPlugin:
+def verify_guest(target: Target, *, verbose: bool = True) -> VerifyPlugin:
     """Run every check for one guest; the plugin holds the outcome."""
-    st = GuestState.of(lab, guest)
-    boot = st.read_json(st.boot_json) or {}
-    port = int(boot.get("ssh_port", 0))
-    plugin = VerifyPlugin(lab, guest, port)
-    ini = st.dir / "verify.ini"
+    guest = target.guest
+    port = target.ssh_port()
+    plugin = VerifyPlugin(target, port)
+    ini = target.state.dir / "verify.ini"
     ini.write_text("[pytest]\n")
     args = [
         "-c", str(ini), "--rootdir", "/", "-p", "no:cacheprovider",
@@ -90,7 +87,7 @@ def verify_guest(lab: LabSpec, guest: GuestSpec, *, verbose: bool = True) -> Ver
     # Test ids are shown relative to the working directory: the lab's own files by name.
     # (rootdir is / because pytest names a file outside its rootdir by a directory.)
     cwd = os.getcwd()
-    os.chdir(lab.base_dir)
+    os.chdir(target.lab.base_dir)
     try:
         rc = pytest.main(args, plugins=[plugin])
     finally:

@@ -26,12 +26,8 @@ HOME = "/var/lib/p9-labinput"
 
 def argv(verb: str, lab: Path, *guests: str, extra: tuple[str, ...] = ()) -> list[str]:
     """The command line for `verb` on `lab` (and guests): the one place that knows the
-    CLI grammar, which is moving to `-f LAB` and positional guests."""
-    if verb in ("ssh", "console"):
-        return [verb, "--lab", str(lab), *guests, *extra]
-    if verb == "rootfs build":
-        return ["rootfs", "build", str(lab), *guests, *extra]
-    return [verb, str(lab), *extra, *(a for g in guests for a in ("--limit", g))]
+    CLI grammar (`-f LAB`, then the command, then guests as positional names)."""
+    return ["-f", str(lab), *verb.split(), *guests, *extra]
 
 
 def env(**more: str) -> dict[str, str]:

@@ -41,7 +41,7 @@ def _status(lab: Lab) -> str:
 
 
 def _ssh(lab: Lab, command: str) -> str:
-    res = run(argv("ssh", lab.file, lab.guest, extra=(command,)), timeout=120)
+    res = run(argv("ssh", lab.file, lab.guest, extra=("--", command)), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout
 
@@ -135,7 +135,7 @@ def test_power_loss_during_apt_is_crashed_then_up_completes_it(lab: Lab,
     up.wait_for(r"roles over SSH")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        res = run(argv("ssh", lab.file, lab.guest, extra=("pgrep -x dpkg || true",)),
+        res = run(argv("ssh", lab.file, lab.guest, extra=("--", "pgrep -x dpkg || true")),
                   timeout=60)
         if res.stdout.strip():
             break

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from provision9p.commands import host as host_cli
 from provision9p.errors import Provision9pError
-from provision9p.host import cli as host_cli
 from provision9p.host.doctor import (
     check_busybox,
     check_disk,
@@ -128,7 +128,7 @@ def test_doctor_on_a_lab_file(homes: Path, capsys: pytest.CaptureFixture[str]) -
     lab.write_text("name: t\nguests:\n  a:\n    arch: aarch64\n    machine: virt\n"
                    "    shares:\n      - path: data\n        mount_tag: data\n"
                    "        mount: /mnt/data\n")
-    code, out = run_doctor([str(lab)], capsys)
+    code, out = run_doctor(["--lab", str(lab)], capsys)
     assert "qemu-system-aarch64" in out and "user xattrs" in out and "disk space" in out
     needed = [shutil.which(p) for p in ("qemu-system-aarch64", "debootstrap", "zstd", "cpio")]
     assert code == (0 if all(needed) and check_busybox().ok and check_root().ok else 1)

@@ -10,23 +10,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from provision9p.connect.ssh import key_file
 from provision9p.lab import load_lab
-from provision9p.state import GuestState
+from provision9p.target import resolve
 
 
 def ansible_playbook(lab_path: Path, guest: str, role: str, *extra: str,
                      roles_path: Path | None = None) -> subprocess.CompletedProcess[str]:
     lab = load_lab(lab_path)
-    st = GuestState.of(lab, lab.guest(guest))
-    port = int((st.read_json(st.boot_json) or {})["ssh_port"])
+    target = resolve(lab, lab.guest(guest))
+    st, port = target.state, target.ssh_port()
     work = lab_path.parent / f"ansible-{guest}"
     work.mkdir(exist_ok=True)
     known = work / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {st.host_key.read_text().strip()}\n")
     (work / "inventory.ini").write_text(
         f"{guest} ansible_host=127.0.0.1 ansible_port={port} ansible_user=root "
-        f"ansible_ssh_private_key_file={key_file(lab)} "
+        f"ansible_ssh_private_key_file={target.client_key} "
         "ansible_python_interpreter=/usr/bin/python3\n")
     (work / "site.yml").write_text(
         f"- hosts: all\n  gather_facts: false\n  roles:\n    - {role}\n")

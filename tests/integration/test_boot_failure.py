@@ -43,14 +43,14 @@ def test_tree_without_init_fails_with_reason(lab_dir: Path, p9: Any) -> None:
     lab.parent.chmod(0o755)
     image, modules = _debian_kernel()
     lab.write_text(LAB.format(image=image, modules=modules))
-    res = p9("rootfs", "build", str(lab))
+    res = p9("-f", str(lab), "rootfs", "build")
     assert res.returncode == 0, res.stdout + res.stderr
     # Break the built tree the way a bad role or a botched upgrade could.
     init = lab.parent / "guests/broken/root/usr/sbin/init"
     assert init.exists()
     init.unlink()
     start = time.monotonic()
-    res = p9("up", str(lab))
+    res = p9("-f", str(lab), "up")
     took = time.monotonic() - start
     try:
         assert res.returncode == 1, res.stdout + res.stderr
@@ -61,8 +61,8 @@ def test_tree_without_init_fails_with_reason(lab_dir: Path, p9: Any) -> None:
         assert "last console lines" in res.stderr
         assert "Traceback" not in res.stderr
         assert took < 110, "the failure should be seen long before boot_timeout"
-        status = p9("status", str(lab))
+        status = p9("-f", str(lab), "status")
         assert "broken: stopped" in status.stdout
     finally:
-        p9("down", str(lab), "--timeout", "1")
+        p9("-f", str(lab), "down", "--timeout", "1")
     print(f"failed boot reported after {took:.1f} s")

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from provision9p.connect.ssh import SSHConnection, connect, key_file
+from provision9p.connect.ssh import SSHConnection, connect
 from provision9p.connect.tree import TreeConnection
 from provision9p.lab import load_lab
 from provision9p.lab.model import GuestSpec
 from provision9p.rootfs.metadata import open_store
-from provision9p.state import GuestState
+from provision9p.target import resolve
 from provision9p.tasks.facts import gather_facts, offline
 from provision9p.tasks.modules import MODULES, ModuleContext
 
@@ -66,12 +66,12 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     base.mkdir()
     path = base / "lab.yml"
     path.write_text(LAB)
-    res = p9("up", str(path), "--no-verify")
+    res = p9("-f", str(path), "up", "--no-verify")
     try:
         assert res.returncode == 0, res.stdout + res.stderr
         yield path
     finally:
-        p9("down", str(path), "--timeout", "5")
+        p9("-f", str(path), "down", "--timeout", "5")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,8 @@ def guest(lab: Path) -> GuestSpec:
 
 @pytest.fixture(scope="module")
 def ssh(lab: Path, guest: GuestSpec) -> Iterator[SSHConnection]:
-    conn = connect(load_lab(lab), guest)
+    spec = load_lab(lab)
+    conn = connect(resolve(spec, spec.guest("fx")))
     yield conn
     conn.close()
 
@@ -97,15 +98,16 @@ def ansible(lab_path: Path, module: str, args: str = "") -> dict[str, Any]:
     """Ansible's own module against the guest (pipelining, the lab's key, pinned host
     key), its JSON result as `ansible --tree` writes it."""
     lab = load_lab(lab_path)
-    st = GuestState.of(lab, lab.guest("fx"))
-    port = int((st.read_json(st.boot_json) or {})["ssh_port"])
+    target = resolve(lab, lab.guest("fx"))
+    st = target.state
+    port = target.ssh_port()
     work = lab_path.parent / "ansible"
     work.mkdir(exist_ok=True)
     known = work / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {st.host_key.read_text().strip()}\n")
     (work / "inventory.ini").write_text(
         f"fx ansible_host=127.0.0.1 ansible_port={port} ansible_user=root "
-        f"ansible_ssh_private_key_file={key_file(lab)} "
+        f"ansible_ssh_private_key_file={target.client_key} "
         "ansible_python_interpreter=/usr/bin/python3\n")
     (work / "ansible.cfg").write_text(
         "[defaults]\nhost_key_checking = True\n[ssh_connection]\npipelining = True\n"

@@ -23,6 +23,7 @@ from integration.ansible_run import ansible_playbook, recap
 from provision9p.connect.ssh import SSHConnection, connect
 from provision9p.lab import load_lab
 from provision9p.lab.model import LabSpec, RoleRef
+from provision9p.target import resolve
 from provision9p.tasks.engine import Reporter, run_play
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
@@ -56,7 +57,7 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     shutil.copytree(ROLE_SRC, base / "roles" / "compat")
     path = base / "lab.yml"
     path.write_text(LAB)
-    res = p9("up", str(path))
+    res = p9("-f", str(path), "up")
     try:
         assert res.returncode == 0, res.stdout + res.stderr
         # The tree phase did the work; over SSH the same play finds nothing to do.
@@ -65,7 +66,7 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
         assert re.search(r"roles over SSH: ok=\d+ changed=0 ", res.stderr), res.stderr
         yield path
     finally:
-        p9("down", str(path), "--timeout", "5")
+        p9("-f", str(path), "down", "--timeout", "5")
 
 
 def snapshot(conn: SSHConnection) -> dict[str, Any]:
@@ -98,7 +99,8 @@ def test_same_role_same_result_under_ansible_playbook(lab: Path) -> None:
     assert recap(first.stdout, "ans")["changed"] > 0
 
     spec = load_lab(lab)
-    p9_conn, ans_conn = connect(spec, spec.guest("p9")), connect(spec, spec.guest("ans"))
+    p9_conn = connect(resolve(spec, spec.guest("p9")))
+    ans_conn = connect(resolve(spec, spec.guest("ans")))
     try:
         ours, theirs = snapshot(p9_conn), snapshot(ans_conn)
     finally:
@@ -118,7 +120,7 @@ def test_ansible_finds_nothing_to_change_on_provision9ps_guest(lab: Path) -> Non
 def test_provision9p_finds_nothing_to_change_on_ansibles_guest(lab: Path) -> None:
     spec: LabSpec = load_lab(lab)
     ans = dataclasses.replace(spec.guest("ans"), roles=(RoleRef("compat"),))
-    conn = connect(spec, ans)
+    conn = connect(resolve(spec, ans))
     out = io.StringIO()
     try:
         result = run_play(conn, ans, spec, check=True, diff=True, reporter=Reporter(out, True))
@@ -130,21 +132,21 @@ def test_provision9p_finds_nothing_to_change_on_ansibles_guest(lab: Path) -> Non
 def test_apply_again_changes_nothing_and_check_mode_changes_nothing(lab: Path, p9: Any
                                                                    ) -> None:
     spec = load_lab(lab)
-    conn = connect(spec, spec.guest("p9"))
+    conn = connect(resolve(spec, spec.guest("p9")))
     try:
         conn.run(["sed", "-i", "s/workers=4/workers=2/", "/srv/compat/settings.ini"])
         before = conn.read_file("/srv/compat/settings.ini")
     finally:
         conn.close()
-    check = p9("apply", str(lab), "--limit", "p9", "--check", "--diff")
+    check = p9("-f", str(lab), "apply", "p9", "--check", "--diff")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "changed=1" in check.stdout and "-workers=2\n+workers=4" in check.stdout
-    conn = connect(spec, spec.guest("p9"))
+    conn = connect(resolve(spec, spec.guest("p9")))
     try:
         assert conn.read_file("/srv/compat/settings.ini") == before  # --check changed nothing
     finally:
         conn.close()
-    fix = p9("apply", str(lab), "--limit", "p9")
+    fix = p9("-f", str(lab), "apply", "p9")
     assert fix.returncode == 0 and "changed=1" in fix.stdout, fix.stdout + fix.stderr
-    again = p9("apply", str(lab), "--limit", "p9")
+    again = p9("-f", str(lab), "apply", "p9")
     assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout

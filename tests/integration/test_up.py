@@ -81,13 +81,13 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
         security_model(model).convert(lab_dir / name, host_uid=run_as.uid,
                                       host_gid=run_as.gid)
     yield path
-    p9("down", str(path), "--timeout", "5")
+    p9("-f", str(path), "down", "--timeout", "5")
 
 
 @pytest.fixture(scope="module")
 def up_result(lab: Path, p9: Any) -> tuple[int, str, str, float]:
     start = time.monotonic()
-    res = p9("up", str(lab))
+    res = p9("-f", str(lab), "up")
     return res.returncode, res.stdout, res.stderr, time.monotonic() - start
 
 
@@ -101,7 +101,7 @@ def test_up_boots_and_verifies(up_result: tuple[int, str, str, float]) -> None:
 
 
 def test_guest_root_is_9p_and_shares_mounted(lab: Path, up_result: object, p9: Any) -> None:
-    res = p9("ssh", "--lab", str(lab), "web", "cat", "/proc/self/mounts")
+    res = p9("-f", str(lab), "ssh", "web", "--", "cat", "/proc/self/mounts")
     assert res.returncode == 0, res.stderr
     mounts = {line.split()[1]: line.split() for line in res.stdout.splitlines()}
     assert mounts["/"][2] == "9p" and mounts["/"][0] == "rootfs"
@@ -110,7 +110,7 @@ def test_guest_root_is_9p_and_shares_mounted(lab: Path, up_result: object, p9: A
 
 
 def test_ssh_passes_exit_status(lab: Path, up_result: object, p9: Any) -> None:
-    res = p9("ssh", "--lab", str(lab), "web", "exit 7")
+    res = p9("-f", str(lab), "ssh", "web", "--", "exit 7")
     assert res.returncode == 7
 
 
@@ -142,7 +142,7 @@ def test_a_real_users_file_on_a_mapped_share(lab: Path, up_result: object, p9: A
 
 def test_second_up_changes_nothing_quickly(lab: Path, up_result: object, p9: Any) -> None:
     start = time.monotonic()
-    res = p9("up", str(lab))
+    res = p9("-f", str(lab), "up")
     took = time.monotonic() - start
     assert res.returncode == 0, res.stdout + res.stderr
     assert "no change" in res.stdout
@@ -172,10 +172,10 @@ def test_guest_sees_every_object_as_the_source_has_it(lab: Path, up_result: obje
 def test_down_leaves_no_qemu(lab: Path, up_result: object, p9: Any) -> None:
     pidfile = lab.parent / ".provision9p/guests/web/run/qemu.pid"
     pid = int(pidfile.read_text())
-    res = p9("down", str(lab))
+    res = p9("-f", str(lab), "down")
     assert res.returncode == 0, res.stderr
     assert "web: stopped" in res.stdout
     assert not os.path.exists(f"/proc/{pid}") or \
         Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    res = p9("status", str(lab))
+    res = p9("-f", str(lab), "status")
     assert "web: stopped" in res.stdout

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from provision9p.commands import kernel as kernel_cli
 from provision9p.errors import KernelError, Provision9pError
 from provision9p.kernel import check_kernel, check_package, module_load_order
-from provision9p.kernel import cli as kernel_cli
 from provision9p.kernel.config import image_release, read_config
 from provision9p.kernel.fragments import fragments_for, merge_fragments
 

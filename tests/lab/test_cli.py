@@ -68,7 +68,7 @@ def test_all_mistakes_at_once_exit_2_nothing_written(dirs: tuple[Path, Path, Pat
     home, cwd, labs = dirs
     lab = labs / "lab.yml"
     lab.write_text(MANY_MISTAKES)
-    result = run(["validate", str(lab)], home, cwd)
+    result = run(["-f", str(lab), "validate"], home, cwd)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
@@ -98,7 +98,7 @@ def test_warnings_go_to_stderr_and_the_lab_is_valid(dirs: tuple[Path, Path, Path
     lab = labs / "lab.yml"
     lab.write_text("allow_passthrough: true\nguests:\n  web:\n    rootfs:\n"
                    "      security_model: passthrough\n")
-    result = run(["validate", str(lab)], home, cwd)
+    result = run(["-f", str(lab), "validate"], home, cwd)
     assert result.returncode == 0, result.stderr
     assert f"{lab}:5:7 guests.web.rootfs.security_model: passthrough" in result.stderr
     assert result.stdout.endswith(f"{lab}: valid, 1 guest(s)\n")
@@ -106,7 +106,7 @@ def test_warnings_go_to_stderr_and_the_lab_is_valid(dirs: tuple[Path, Path, Path
 
 def test_missing_lab_file(dirs: tuple[Path, Path, Path]) -> None:
     home, cwd, labs = dirs
-    result = run(["validate", str(labs / "nope.yml")], home, cwd)
+    result = run(["validate", "--lab", str(labs / "nope.yml")], home, cwd)
     assert result.returncode == 2
     assert "cannot read the lab file" in result.stderr
     assert "Traceback" not in result.stderr

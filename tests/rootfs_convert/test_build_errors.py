@@ -11,6 +11,7 @@ import pytest
 from provision9p.errors import HostError
 from provision9p.lab import validate_text
 from provision9p.rootfs.build import build_guest
+from provision9p.target import resolve
 
 LAB = "name: t\nguests:\n  g:\n    memory: 512\n"
 
@@ -23,7 +24,7 @@ def test_root_on_a_file_system_without_user_xattrs() -> None:
     try:
         lab = validate_text(LAB, str(mnt / "lab.yml"), mnt)
         with pytest.raises(HostError, match="cannot use mapped-xattr") as exc:
-            build_guest(lab, lab.guests[0])
+            build_guest(resolve(lab, lab.guests[0], create_account=True))
         assert exc.value.hint and "mapped-file" in exc.value.hint
         assert sorted(p.name for p in mnt.iterdir()) == []
     finally:
@@ -36,5 +37,5 @@ def test_lab_under_a_private_directory_is_refused_before_building(tmp_path: Path
     private.mkdir(mode=0o700)
     lab = validate_text(LAB, str(private / "lab.yml"), private)
     with pytest.raises(HostError, match="cannot enter"):
-        build_guest(lab, lab.guests[0])
+        build_guest(resolve(lab, lab.guests[0], create_account=True))
     assert list(private.iterdir()) == []

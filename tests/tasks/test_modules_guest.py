@@ -137,7 +137,7 @@ def lab() -> Iterator[Path]:
     (path / "roles/mods/tasks/main.yml").write_text(TASKS)
     (path / "lab.yml").write_text(LAB.format(port=httpd.server_address[1]))
     yield path / "lab.yml"
-    _cli("down", str(path / "lab.yml"), "--timeout", "5")
+    _cli("-f", str(path / "lab.yml"), "down", "--timeout", "5")
     httpd.shutdown()
     shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(www, ignore_errors=True)
@@ -151,9 +151,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_modules_converge_in_a_booted_guest_and_stay_converged(lab: Path) -> None:
-    up = _cli("up", str(lab), "--no-verify")
+    up = _cli("-f", str(lab), "up", "--no-verify")
     assert up.returncode == 0, up.stdout + up.stderr
-    again = _cli("apply", str(lab))
+    again = _cli("-f", str(lab), "apply")
     assert again.returncode == 0, again.stdout + again.stderr
     assert " changed=0 " in again.stdout and " failed=0 " in again.stdout, again.stdout
     res = _cli("ssh", "--lab", str(lab), "m",

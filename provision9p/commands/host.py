@@ -1,19 +1,19 @@
-"""`provision9p doctor [LAB] [--install]`."""
+"""`provision9p doctor [--install]`: what this host lacks for the lab."""
 
 from __future__ import annotations
 
 import argparse
 
-from provision9p.cli import lab_argument, open_lab
+from provision9p.commands.common import SubParsers, add_lab_option, open_lab
 from provision9p.host.doctor import Finding, install_packages, run_checks
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser("doctor", help="check that this host has what the lab needs",
                        description="Check programs, privileges, KVM, user xattrs and disk "
                                    "space for the lab; exit 1 if something required is "
                                    "missing.")
-    lab_argument(p)
+    add_lab_option(p)
     p.add_argument("--install", action="store_true",
                    help="apt-get install the missing Debian packages, then check again")
     p.set_defaults(func=doctor)

@@ -7,13 +7,14 @@ import json
 import platform
 from pathlib import Path
 
+from provision9p.commands.common import SubParsers
 from provision9p.errors import UsageError
 from provision9p.kernel.check import KernelReport, check_kernel, check_package, describe
 
 _HOST_DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "s390x": "s390x"}
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: SubParsers) -> None:
     k = sub.add_parser("kernel", help="check a guest kernel for 9P root support")
     ksub = k.add_subparsers(dest="kernel_command", metavar="COMMAND", required=True)
     c = ksub.add_parser(
@@ -47,8 +48,9 @@ def run_check(args: argparse.Namespace) -> KernelReport:
         raise UsageError("name exactly one kernel: SOURCE or --package NAME",
                          hint="provision9p kernel check /boot/config-$(uname -r)")
     if args.source is not None:
-        if not args.source.exists():
-            raise UsageError(f"{args.source} does not exist",
+        if not args.source.is_file():
+            what = "is a directory" if args.source.is_dir() else "does not exist"
+            raise UsageError(f"{args.source} {what}",
                              hint="give a kernel config, config.gz, image or .deb")
         return check_kernel(args.source)
     from provision9p.host.mirror import host_mirror

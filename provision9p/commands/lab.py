@@ -1,15 +1,15 @@
-"""`provision9p validate`."""
+"""`validate`."""
 
 from __future__ import annotations
 
 import argparse
 
-from provision9p.cli import lab_argument, open_lab
+from provision9p.commands.common import SubParsers, add_lab_option, open_lab
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser("validate", help="load and validate a lab file, nothing else")
-    lab_argument(p)
+    add_lab_option(p)
     p.set_defaults(func=validate)
 
 

@@ -1,0 +1,134 @@
+"""`up`, `down`, `status`, `ssh`, `console`, `qemu-cmd`, `libvirt-xml`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+
+from provision9p import ui
+from provision9p.commands.common import SubParsers, add_guests, add_lab_option, targets
+from provision9p.errors import UsageError
+
+
+def register(sub: SubParsers) -> None:
+    p = sub.add_parser("up", help="build, boot, provision and verify the lab's guests")
+    add_lab_option(p)
+    add_guests(p)
+    p.add_argument("--rebuild", action="store_true", help="rebuild root trees even if current")
+    p.add_argument("--no-verify", action="store_true", help="skip the verify report")
+    p.set_defaults(func=up_command)
+
+    p = sub.add_parser("down", help="power guests off")
+    add_lab_option(p)
+    add_guests(p)
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for a clean poweroff before killing QEMU")
+    p.set_defaults(func=down_command)
+
+    p = sub.add_parser("status", help="which guests run, on which port")
+    add_lab_option(p)
+    add_guests(p)
+    p.set_defaults(func=status_command)
+
+    p = sub.add_parser("ssh", help="a shell or a command in a guest (`ssh GUEST -- CMD`)")
+    add_lab_option(p)
+    add_guests(p, one=True)
+    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                   help="a command to run instead of a shell")
+    p.set_defaults(func=ssh_command)
+
+    p = sub.add_parser("console", help="show a guest's serial console log")
+    add_lab_option(p)
+    add_guests(p, one=True)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    p.set_defaults(func=console_command)
+
+    for name, helptext, func in (
+        ("qemu-cmd", "print the QEMU command for a guest, shell-quoted", qemu_cmd_command),
+        ("libvirt-xml", "print a libvirt domain for a guest", libvirt_xml_command),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        add_lab_option(p)
+        add_guests(p, one=True)
+        p.add_argument("--accel", choices=("kvm", "tcg"), default="tcg")
+        p.add_argument("--port", type=int, default=None, help="host port for SSH")
+        p.set_defaults(func=func)
+
+
+def up_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
+    lab, chosen = targets(args, create_account=True)
+    return pipeline.up(lab, chosen, rebuild=args.rebuild, verify=not args.no_verify)
+
+
+def down_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
+    lab, chosen = targets(args)
+    for name, seconds in pipeline.down(lab, chosen, args.timeout).items():
+        print(f"{name}: " + ("not running" if seconds is None else f"stopped in {seconds:.1f} s"))
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from provision9p import pipeline
+
+    _lab, chosen = targets(args)
+    for t in chosen:
+        print(pipeline.status(t))
+    return 0
+
+
+def ssh_command(args: argparse.Namespace) -> int:
+    from provision9p.connect.ssh import ssh_argv
+
+    _lab, (target,) = targets(args)
+    target.require_running()
+    command = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+    argv = ssh_argv(target, command)
+    sys.stdout.flush()
+    os.execvp("ssh", argv)
+
+
+def console_command(args: argparse.Namespace) -> int:
+    _lab, (target,) = targets(args)
+    path = target.state.console
+    if not path.is_file():
+        raise UsageError(f"no console log for {target.name} yet",
+                         hint=f"start it: `provision9p up {target.name}`")
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                continue
+            if not args.follow:
+                return 0
+            time.sleep(0.3)
+
+
+def qemu_cmd_command(args: argparse.Namespace) -> int:
+    from provision9p.boot import supervisor
+    from provision9p.boot.qemu_argv import qemu_argv
+
+    _lab, (target,) = targets(args)
+    port = args.port or target.guest.ssh_port or supervisor.free_port()
+    argv = qemu_argv(target.guest, supervisor.boot_files(target, args.accel, port))
+    ui.info(f"# QEMU for {target.name}; run it as the user that owns {target.guest.root.path}")
+    print(shlex.join(argv))
+    return 0
+
+
+def libvirt_xml_command(args: argparse.Namespace) -> int:
+    from provision9p.boot import supervisor
+    from provision9p.boot.libvirt_xml import libvirt_domain_xml
+
+    _lab, (target,) = targets(args)
+    port = args.port or target.guest.ssh_port or 2222
+    print(libvirt_domain_xml(target.guest, supervisor.boot_files(target, args.accel, port)))
+    return 0
