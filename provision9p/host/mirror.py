@@ -190,7 +190,7 @@ def package_index(*, arch: str, suite: str, mirror: str,
     if memo_key in _index_memo:
         return _index_memo[memo_key]
     if not matches(cached, expected):
-        what = f"{suite}/{component} Packages index for {arch}"
+        what = f"the {suite}/{component} Packages index for {arch}"
         by_hash = f"{url.rsplit('/', 1)[0]}/by-hash/SHA256/{expected.sha256}"
         try:
             # by-hash names never change, so a mirror mid-sync still serves the right one
@@ -365,7 +365,7 @@ def _download(url: str, dest: Path, *, what: str, expected: Expected | None = No
                     ui.info(f"      {done / 2**20:6.1f} / {total / 2**20:.1f} MiB")
                     next_report = done / total + 0.25
         if expected and (done != expected.size or digest.hexdigest() != expected.sha256):
-            raise mismatch(dest.name, url, expected, sha256=digest.hexdigest(), size=done)
+            raise mismatch(what, url, expected, sha256=digest.hexdigest(), size=done)
         os.replace(tmp, dest)
     except urllib.error.HTTPError as exc:
         hint = ("the mirror does not have it: check the suite, architecture and "

@@ -188,12 +188,13 @@ def matches(path: Path, expected: Expected) -> bool:
         return False
 
 
-def mismatch(name: str, url: str, expected: Expected, *, sha256: str, size: int) -> MirrorError:
+def mismatch(what: str, url: str, expected: Expected, *, sha256: str, size: int
+             ) -> MirrorError:
     """The error for a file that is not what the chain says it must be."""
     if size != expected.size:
         got = f"{size} bytes where {expected.source} says {expected.size}"
     else:
         got = f"SHA256 {sha256} where {expected.source} says {expected.sha256}"
-    return MirrorError(f"{name} from {url} does not match: {got}; it was not kept",
+    return MirrorError(f"{what} from {url} does not match: {got}; it was not kept",
                        hint="the mirror may be mid-sync (try again later) or the file was "
                             "changed on the way; try another mirror (rootfs.mirror)")

@@ -155,7 +155,7 @@ def test_fetch_verifies_caches_and_reuses(local_mirror: HttpMirror, tmp_path: Pa
 
 
 def test_bad_hash_leaves_no_file(local_mirror: HttpMirror, tmp_path: Path) -> None:
-    with pytest.raises(MirrorError, match=r"broken-hash_1_amd64\.deb from http://.* does "
+    with pytest.raises(MirrorError, match=r"broken-hash 1 from http://.*_amd64\.deb does "
                        "not match: SHA256 [0-9a-f]{64} where the Packages index of bookworm "
                        "says 0{64}; it was not kept"):
         fetch_package("broken-hash", arch="amd64", suite="bookworm", mirror=local_mirror.url)
