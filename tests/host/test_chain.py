@@ -14,6 +14,7 @@ import pytest
 
 from provision9p.errors import MirrorError
 from provision9p.host import mirror as mirror_mod
+from provision9p.host.doctor import TOOLS, check_keyring
 from provision9p.host.mirror import fetch_package, host_mirror, package_index, signed_release
 from provision9p.host.release import (
     DEBIAN_KEYRING,
@@ -265,3 +266,17 @@ def test_the_real_mirror_verifies_against_debians_keyring(
     assert release.codename == "bookworm" and release.by_hash
     assert "main/binary-amd64/Packages.xz" in release.files
     mirror_mod._release_memo.clear()
+
+
+def test_doctor_checks_gpgv_and_the_keyring(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    assert any(t[0] == "gpgv" and t[1] == "gpgv" for t in TOOLS)
+    monkeypatch.delenv(KEYRING_ENV, raising=False)
+    if not DEBIAN_KEYRING.is_file():
+        pytest.fail(f"{DEBIAN_KEYRING} is missing: apt-get install debian-archive-keyring")
+    found = check_keyring()
+    assert (found.ok, found.detail) == (True, str(DEBIAN_KEYRING))
+    monkeypatch.setenv(KEYRING_ENV, str(tmp_path / "gone.gpg"))
+    gone = check_keyring()
+    assert (gone.ok, gone.status, gone.package) == (False, "MISSING", None)
+    assert KEYRING_ENV in gone.fix and "gone.gpg" in gone.detail
