@@ -183,7 +183,7 @@ def package_index(*, arch: str, suite: str, mirror: str,
     release = signed_release(suite=suite, mirror=mirror)
     name, expected = _index_entry(release, component, arch, mirror)
     url = f"{mirror}/dists/{suite}/{name}"
-    key = hashlib.sha256(url.removesuffix(".gz").removesuffix(".xz").encode()).hexdigest()[:16]
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]  # the name earlier versions used
     cached = (paths.cache_home() / "apt"
               / f"{suite}_{component}_{arch}_{key}.{name.rsplit('/', 1)[-1]}")
     memo_key = (cached, expected.sha256)
