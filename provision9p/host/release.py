@@ -8,6 +8,9 @@
 So a mirror (or anything between it and us) can make us trust no file the archive's key
 did not vouch for. Parsing is python-debian's (`deb822.Release`); this module adds what
 apt does around it: the signature, the suite and expiry checks, and the hash checks.
+python-debian's own `Deb822.get_gpg_info` also runs gpgv, but its caller then parses the
+text python-debian split off by itself, not the text gpgv verified (text before the
+signed block is read as a paragraph); so gpgv's `--output` is what is parsed here.
 """
 
 from __future__ import annotations
