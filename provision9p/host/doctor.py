@@ -21,6 +21,7 @@ import xattr
 from provision9p import paths, ui
 from provision9p.errors import CommandError, HostError
 from provision9p.host.facts import load_facts
+from provision9p.host.release import KEYRING_ENV, keyrings
 from provision9p.lab.model import LabSpec
 from provision9p.rootfs.security import model_of
 
@@ -35,6 +36,7 @@ TOOLS = (
     ("debootstrap", "debootstrap", "builds the guest's root tree"),
     ("zstd", "zstd", "unpacks zstd-compressed packages and modules"),
     ("cpio", "cpio", "packs the initramfs"),
+    ("gpgv", "gpgv", "checks the signature of the mirror's InRelease"),
 )
 LOW_DISK = 2 * 2**30
 XATTR_TEST = "user.provision9p.test"
@@ -182,6 +184,20 @@ def check_disk(where: Path, minimum: int = LOW_DISK) -> Finding:
                    required=False)
 
 
+def check_keyring() -> Finding:
+    """The keys the mirror's InRelease must be signed by (host/release.py)."""
+    rings = keyrings()
+    missing = [str(k) for k in rings if not k.is_file()]
+    if not missing:
+        return Finding("archive keyring", True, ", ".join(map(str, rings)))
+    if os.environ.get(KEYRING_ENV):
+        return Finding("archive keyring", False, f"{KEYRING_ENV} names a missing file: "
+                       f"{', '.join(missing)}", f"correct or unset {KEYRING_ENV}")
+    return Finding("archive keyring", False, f"{', '.join(missing)} is missing (the keys "
+                   "that sign the Debian mirror's index)",
+                   "apt-get install debian-archive-keyring", package="debian-archive-keyring")
+
+
 def check_root() -> Finding:
     if os.geteuid() == 0:
         return Finding("privileges", True, "running as root")
@@ -207,6 +223,7 @@ def run_checks(lab: LabSpec) -> list[Finding]:
     findings += [check_qemu(a) for a in arches]
     findings += [check_program(*tool) for tool in TOOLS]
     findings.append(check_busybox())
+    findings.append(check_keyring())
     findings.append(check_root())
     findings += [check_kvm(a) for a in arches]
     xattr_shares = [s.path for g in lab.guests for s in g.all_shares

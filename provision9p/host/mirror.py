@@ -1,7 +1,9 @@
 """The Debian mirror: find it in the host's apt sources, fetch single packages from it.
 
 The guest kernel comes straight from the suite's Packages index, without apt, so the
-host needs no apt configuration for the guest's suite or architecture. The mirror
+host needs no apt configuration for the guest's suite or architecture. Every file is
+checked the way apt checks it (host/release.py): InRelease by its signature, the
+Packages index by its hash in that Release, the .deb by its hash in the index. The mirror
 itself is never written into the repository: it is read from the host at run time,
 and a lab can override it (rootfs.mirror).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gzip
 import hashlib
 import lzma
 import os
@@ -19,17 +22,28 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from debian import deb822
+
 from provision9p import paths, ui
 from provision9p.errors import HostError, MirrorError
+from provision9p.host.release import (
+    Expected,
+    Release,
+    matches,
+    mismatch,
+    parse_release,
+    verify_signature,
+)
 
 SOURCES_LIST = Path("/etc/apt/sources.list")
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
-# Packages indexes change rarely within a run; an hour keeps reruns offline-fast.
+# A suite's InRelease changes a few times a day; an hour keeps reruns offline-fast (the
+# Packages index is reused for as long as the cached InRelease vouches for it).
 INDEX_TTL = 3600.0
 # Downloads above this size get progress lines.
 PROGRESS_MIN = 4 * 1024 * 1024
@@ -92,7 +106,10 @@ def _is_base_suite(suite: str) -> bool:
 
 
 def _one_line_entries(text: str) -> Iterator[tuple[list[str], list[str], list[str]]]:
-    """`deb [opts] URI suite component...` lines of a classic sources.list."""
+    """`deb [opts] URI suite component...` lines of a classic sources.list.
+
+    Written by hand: python-debian reads deb822 only, not this one-line form (python-apt's
+    aptsources does, but it is not on PyPI)."""
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line.startswith("deb "):
@@ -110,37 +127,55 @@ def _one_line_entries(text: str) -> Iterator[tuple[list[str], list[str], list[st
 
 def _deb822_entries(text: str) -> Iterator[tuple[list[str], list[str], list[str]]]:
     """Stanzas of a deb822 `.sources` file (sources.list(5)), enabled `deb` ones only."""
-    for stanza in _stanzas(line for line in text.splitlines() if not line.startswith("#")):
-        types = stanza.get("types", "").split()
-        if "deb" not in types or stanza.get("enabled", "yes").strip().lower() == "no":
+    for stanza in deb822.Deb822.iter_paragraphs(text.splitlines(), use_apt_pkg=False):
+        types = stanza.get("Types", "").split()
+        if "deb" not in types or stanza.get("Enabled", "yes").strip().lower() == "no":
             continue
-        yield (stanza.get("uris", "").split(), stanza.get("suites", "").split(),
-               stanza.get("components", "").split())
+        yield (stanza.get("URIs", "").split(), stanza.get("Suites", "").split(),
+               stanza.get("Components", "").split())
 
 
-def _stanzas(lines: Iterable[str]) -> Iterator[dict[str, str]]:
-    """RFC 822-style paragraphs: `Key: value`, continuation lines start with a blank."""
-    current: dict[str, str] = {}
-    key = ""
-    for line in lines:
-        if not line.strip():
-            if current:
-                yield current
-            current, key = {}, ""
-        elif line[0] in " \t":
-            if key:
-                current[key] += "\n" + line.strip()
-        elif ":" in line:
-            k, _, v = line.partition(":")
-            key = k.strip().lower()
-            current[key] = v.strip()
-    if current:
-        yield current
+# --- the signed Release and the Packages index ----------------------------------------
+
+_release_memo: dict[tuple[Path, int], Release] = {}
+_index_memo: dict[tuple[Path, str], PackageIndex] = {}
 
 
-# --- the Packages index ----------------------------------------------------------------
+def signed_release(*, suite: str, mirror: str) -> Release:
+    """The suite's InRelease, its signature checked by gpgv, cached on disk for INDEX_TTL.
 
-_index_memo: dict[Path, dict[str, list[Package]]] = {}
+    The file enters the cache only once its signature is good; the cached copy is
+    checked again when a process first reads it (a keyring may have changed since)."""
+    mirror = mirror.rstrip("/")
+    url = f"{mirror}/dists/{suite}/InRelease"
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    cached = paths.cache_home() / "apt" / f"{suite}_{key}.InRelease"
+    fresh = cached.exists() and time.time() - cached.stat().st_mtime < INDEX_TTL
+    if not fresh:
+        unverified = cached.with_name(f".{cached.name}.unverified")
+        try:
+            _download(url, unverified, what=f"{suite} InRelease")
+            release = _load_release(unverified, suite=suite, url=url)
+            os.replace(unverified, cached)
+            _release_memo.clear()
+            _release_memo[(cached, cached.stat().st_mtime_ns)] = release
+            return release
+        except MirrorError as exc:
+            if not cached.exists() or unverified.exists():
+                raise  # no copy to fall back on, or the mirror's copy is bad: say so
+            ui.warn(f"using the cached InRelease of {suite}, the mirror failed: {exc.message}")
+        finally:
+            unverified.unlink(missing_ok=True)
+    memo_key = (cached, cached.stat().st_mtime_ns)
+    if memo_key not in _release_memo:
+        _release_memo[memo_key] = _load_release(cached, suite=suite, url=url)
+    return _release_memo[memo_key]
+
+
+def _load_release(path: Path, *, suite: str, url: str) -> Release:
+    text, signer = verify_signature(path, what=url)
+    return parse_release(text, suite=suite, origin=url.rsplit("/dists/", 1)[0],
+                         signer=signer)
 
 
 @contextmanager
@@ -190,53 +225,105 @@ def _mib(n: int) -> str:
 
 
 def package_index(*, arch: str, suite: str, mirror: str,
-                  component: str = "main") -> dict[str, list[Package]]:
-    """The suite's Packages index as name -> stanzas, cached on disk for INDEX_TTL."""
+                  component: str = "main") -> PackageIndex:
+    """The suite's Packages index as name -> stanzas, verified by its hash in the signed
+    Release; the cached copy is reused while that Release vouches for it."""
     mirror = mirror.rstrip("/")
-    url = f"{mirror}/dists/{suite}/{component}/binary-{arch}/Packages.xz"
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    cached = paths.cache_home() / "apt" / f"{suite}_{component}_{arch}_{key}.Packages.xz"
-    with cache_entry_lock(cached, f"the {suite} Packages index"):
-        return _package_index(url, cached, arch=arch, suite=suite, component=component)
+    release = signed_release(suite=suite, mirror=mirror)
+    name, expected = _index_entry(release, component, arch, mirror)
+    url = f"{mirror}/dists/{suite}/{name}"
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]  # the name earlier versions used
+    cached = (paths.cache_home() / "apt"
+              / f"{suite}_{component}_{arch}_{key}.{name.rsplit('/', 1)[-1]}")
+    memo_key = (cached, expected.sha256)
+    if memo_key in _index_memo:
+        return _index_memo[memo_key]
+    what = f"the {suite}/{component} Packages index for {arch}"
+    with cache_entry_lock(cached, what):
+        if not matches(cached, expected):
+            by_hash = f"{url.rsplit('/', 1)[0]}/by-hash/SHA256/{expected.sha256}"
+            try:
+                # by-hash names never change, so a mirror mid-sync still serves the right one
+                _download(by_hash if release.by_hash else url, cached, what=what,
+                          expected=expected)
+            except MirrorError:
+                if not release.by_hash:
+                    raise
+                _download(url, cached, what=what, expected=expected)
+        data = cached.read_bytes()
+    try:
+        raw = lzma.decompress(data) if name.endswith(".xz") else gzip.decompress(data)
+    except (lzma.LZMAError, OSError, EOFError) as exc:
+        cached.unlink(missing_ok=True)
+        raise MirrorError(f"the Packages index from {url} does not decompress ({exc})",
+                          hint="run the command again to download it afresh") from exc
+    _index_memo[memo_key] = parse_packages(raw.decode("utf-8", "replace"))
+    return _index_memo[memo_key]
 
 
-def _package_index(url: str, cached: Path, *, arch: str, suite: str,
-                   component: str) -> dict[str, list[Package]]:
-    fresh = cached.exists() and time.time() - cached.stat().st_mtime < INDEX_TTL
-    if not fresh:
-        try:
-            _download(url, cached, what=f"{suite}/{component} Packages index for {arch}")
-            _index_memo.pop(cached, None)
-        except MirrorError as exc:
-            if not cached.exists():
-                raise
-            ui.warn(f"using the cached Packages index, the mirror failed: {exc.message}")
-    if cached not in _index_memo:
-        try:
-            text = lzma.decompress(cached.read_bytes()).decode("utf-8", "replace")
-        except lzma.LZMAError as exc:
-            cached.unlink(missing_ok=True)
-            raise MirrorError(f"the Packages index from {url} is corrupt ({exc})",
-                              hint="run the command again to download it afresh") from exc
-        _index_memo[cached] = parse_packages(text)
-    return _index_memo[cached]
+def _index_entry(release: Release, component: str, arch: str,
+                 mirror: str) -> tuple[str, Expected]:
+    for suffix in (".xz", ".gz"):
+        name = f"{component}/binary-{arch}/Packages{suffix}"
+        if name in release.files:
+            return name, release.files[name]
+    raise MirrorError(f"the signed Release of {release.codename or release.suite} at "
+                      f"{mirror} lists no {component}/binary-{arch}/Packages index",
+                      hint="check the architecture and the component (main, contrib, ...)")
 
 
-def parse_packages(text: str) -> dict[str, list[Package]]:
-    """Parse a Packages file into name -> stanzas (a suite rarely has two versions)."""
-    index: dict[str, list[Package]] = {}
-    for st in _stanzas(text.splitlines()):
-        if "package" not in st or "filename" not in st:
-            continue
-        pkg = Package(name=st["package"], version=st.get("version", ""),
-                      filename=st["filename"], sha256=st.get("sha256", ""),
-                      size=int(st.get("size", "0") or 0), depends=st.get("depends", ""),
-                      provides=st.get("provides", ""))
-        index.setdefault(pkg.name, []).append(pkg)
-    return index
+# The `Package:` line that opens (by convention, but not necessarily) each stanza.
+_PACKAGE_LINE = re.compile(r"^Package:[ \t]*(\S+)", re.M)
 
 
-def resolve(name: str, index: dict[str, list[Package]]) -> Package | None:
+class PackageIndex(Mapping[str, list[Package]]):
+    """A Packages file as name -> stanzas (a suite rarely has two versions).
+
+    Stanzas are parsed by python-debian (deb822.Packages) when first looked up. Parsing
+    all of bookworm's main (~63,000 stanzas) with it up front takes about 6x as long as
+    the hand-written parser it replaced (16 s against 2.4 s on a loaded 2-core host;
+    apt_pkg, its fast backend, is not on PyPI), and a kernel fetch looks up two; so only
+    where each stanza is (its `Package:` line) is found up front, with one regular
+    expression (0.7 s for the same file, the two lookups included)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at: dict[str, list[int]] = {}
+        for m in _PACKAGE_LINE.finditer(text):
+            self._at.setdefault(m.group(1), []).append(m.start())
+        self._parsed: dict[str, list[Package]] = {}
+
+    def __getitem__(self, name: str) -> list[Package]:
+        if name not in self._parsed:
+            stanzas = (self._stanza(at) for at in self._at[name])
+            self._parsed[name] = [p for p in stanzas if p is not None]
+        return self._parsed[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def _stanza(self, at: int) -> Package | None:
+        start = self._text.rfind("\n\n", 0, at)
+        end = self._text.find("\n\n", at)
+        st = deb822.Packages(self._text[start + 2 if start >= 0 else 0:
+                                        end if end >= 0 else len(self._text)])
+        if "Filename" not in st:
+            return None
+        return Package(name=st["Package"], version=st.get("Version", ""),
+                       filename=st["Filename"], sha256=st.get("SHA256", "").lower(),
+                       size=int(st.get("Size", "0") or 0), depends=st.get("Depends", ""),
+                       provides=st.get("Provides", ""))
+
+
+def parse_packages(text: str) -> PackageIndex:
+    """Parse a Packages file into name -> stanzas."""
+    return PackageIndex(text)
+
+
+def resolve(name: str, index: Mapping[str, list[Package]]) -> Package | None:
     """The package that really holds `name`'s files.
 
     A kernel metapackage (linux-image-amd64) only Depends on the versioned image package
@@ -291,13 +378,17 @@ def fetch_package(name: str, *, arch: str, suite: str, mirror: str,
             hint="check the package name (apt-cache search linux-image), the suite and "
                  "the architecture",
         )
+    if not pkg.sha256:
+        raise MirrorError(f"the Packages index of {suite} at {mirror} has no SHA256 for "
+                          f"{pkg.name} {pkg.version}: it cannot be verified",
+                          hint="use an up-to-date Debian mirror (rootfs.mirror)")
+    expected = Expected(pkg.sha256, pkg.size, f"the Packages index of {suite}")
     dest = paths.cache_home() / "debs" / Path(pkg.filename).name
     with cache_entry_lock(dest, f"{pkg.name} {pkg.version}"):
-        if dest.exists() and dest.stat().st_size == pkg.size:
+        if matches(dest, expected):
             return dest
         url = f"{mirror.rstrip('/')}/{pkg.filename}"
-        _download(url, dest, what=f"{pkg.name} {pkg.version}", sha256=pkg.sha256,
-                  size=pkg.size)
+        _download(url, dest, what=f"{pkg.name} {pkg.version}", expected=expected)
     return dest
 
 
@@ -309,12 +400,13 @@ def _clean_stale_parts(dest: Path) -> None:
             part.unlink(missing_ok=True)
 
 
-def _download(url: str, dest: Path, *, what: str, sha256: str = "", size: int = 0) -> None:
-    """Stream `url` to `dest` through a temp file in the same directory, then rename."""
+def _download(url: str, dest: Path, *, what: str, expected: Expected | None = None) -> None:
+    """Stream `url` to `dest` through a temp file in the same directory, then rename;
+    with `expected`, only a file of that size and SHA256 is renamed into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_parts(dest)
-    if size:
-        check_space(dest.parent, size, what)
+    if expected is not None and expected.size:
+        check_space(dest.parent, expected.size, what)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.",
                                     suffix=".part")
     tmp = Path(tmp_name)
@@ -323,7 +415,8 @@ def _download(url: str, dest: Path, *, what: str, sha256: str = "", size: int = 
     total = done = 0
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
-            total = int(resp.headers.get("Content-Length") or size or 0)
+            total = int(resp.headers.get("Content-Length") or
+                        (expected.size if expected else 0))
             next_report = 0.0
             loud = total > PROGRESS_MIN
             if loud:
@@ -335,12 +428,8 @@ def _download(url: str, dest: Path, *, what: str, sha256: str = "", size: int = 
                 if loud and total and done / total >= next_report:
                     ui.info(f"      {done / 2**20:6.1f} / {total / 2**20:.1f} MiB")
                     next_report = done / total + 0.25
-        if sha256 and digest.hexdigest() != sha256.lower():
-            raise MirrorError(f"{url} does not match its SHA256 in the Packages index",
-                              hint="the mirror may be mid-sync; try again later")
-        if size and done != size:
-            raise MirrorError(f"{url} has {done} bytes, the index says {size}",
-                              hint="the mirror may be mid-sync; try again later")
+        if expected and (done != expected.size or digest.hexdigest() != expected.sha256):
+            raise mismatch(what, url, expected, sha256=digest.hexdigest(), size=done)
         os.replace(tmp, dest)
     except urllib.error.HTTPError as exc:
         hint = ("the mirror does not have it: check the suite, architecture and "

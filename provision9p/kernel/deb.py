@@ -1,13 +1,15 @@
-"""Debian packages without dpkg: the `ar` container, its data.tar.*, and what a kernel
-package holds (its config, and the modules it ships with their dependencies).
+"""Debian packages without dpkg: a .deb's members, control data and data.tar.*, and what
+a kernel package holds (its config, and the modules it ships with their dependencies).
 
-dpkg-deb may be missing on the host (or be too old for zstd members); this needs only
-Python and, for data.tar.zst, the `zstd` program.
+python-debian (`debian.debfile`, `debian.arfile`) reads the `ar` container, the control
+part and xz/gzip/bzip2/plain data parts. What it cannot do well is kept here: a
+zstd-compressed data.tar, which python-debian reads whole into memory and decompresses
+whole into memory again (hundreds of MB for a kernel), is streamed through the `zstd`
+program instead (Python 3.11 has no zstd module); and the safe extraction into a tree.
 """
 
 from __future__ import annotations
 
-import io
 import lzma
 import os
 import shutil
@@ -18,7 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
+
+from debian.arfile import ArError, ArMember
+from debian.debfile import DebError, DebFile
 
 from provision9p.errors import KernelError
 from provision9p.kernel.modules import (
@@ -31,6 +36,7 @@ from provision9p.kernel.modules import (
 )
 
 AR_MAGIC = b"!<arch>\n"
+_CORRUPT_HINT = "delete it from the cache and fetch it again"
 
 
 @dataclass
@@ -42,80 +48,78 @@ class DebKernel:
     modules: dict[str, ModuleInfo] = field(default_factory=dict)
     builtin: set[str] = field(default_factory=set)
     has_modules_dep: bool = False
+    package: str = ""  # from the control data
+    version: str = ""
 
 
-def ar_members(deb: Path) -> Iterator[tuple[str, int, int]]:
-    """(name, offset, size) of each member of an `ar` archive (a .deb is one)."""
+@contextmanager
+def open_deb(deb: Path) -> Iterator[DebFile]:
+    """The package as python-debian's DebFile, its errors turned into KernelError."""
     try:
         with deb.open("rb") as f:
             if f.read(8) != AR_MAGIC:
                 raise KernelError(f"{deb} is not a Debian package (no ar header)",
                                   hint="give a .deb, a kernel config or a kernel image")
-            while True:
-                header = f.read(60)
-                if len(header) < 60:
-                    return
-                if header[58:60] != b"`\n":
-                    raise KernelError(f"{deb} has a corrupt ar member header",
-                                      hint="download the package again")
-                name = header[:16].decode(errors="replace").strip().rstrip("/")
-                size = int(header[48:58].decode().strip() or 0)
-                offset = f.tell()
-                yield name, offset, size
-                f.seek(offset + size + (size & 1))
-    except OSError as exc:
-        raise KernelError(f"cannot read {deb}: {exc.strerror}") from exc
+        debfile = DebFile(deb)
+    except OSError as exc:  # arfile raises OSError for a corrupt member header too
+        reason = exc.strerror or str(exc)
+        raise KernelError(f"cannot read {deb}: {reason}", hint=_CORRUPT_HINT) from exc
+    except (ArError, DebError) as exc:
+        raise KernelError(f"{deb} is not a valid Debian package: {exc}",
+                          hint="is it really a .deb? If it came from the cache, "
+                               + _CORRUPT_HINT) from exc
+    try:
+        yield debfile
+    finally:
+        debfile.close()
 
 
-class _Slice(io.RawIOBase):
-    """A read-only window on part of a file (one ar member)."""
+def ar_members(deb: Path) -> Iterator[tuple[str, int]]:
+    """(name, size) of each member of the package's `ar` container, in order."""
+    with open_deb(deb) as debfile:
+        members: list[ArMember] = debfile.getmembers()
+        for m in members:
+            yield str(m.name), int(m.size or 0)
 
-    def __init__(self, f: BinaryIO, offset: int, size: int) -> None:
-        self._f, self._left = f, size
-        f.seek(offset)
 
-    def readable(self) -> bool:
-        return True
+def control_fields(deb: Path) -> dict[str, str]:
+    """The package's control data (Package, Version, Architecture, Depends...)."""
+    with open_deb(deb) as debfile:
+        return _control(debfile, deb)
 
-    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
-        n = self._f.readinto(buf[: min(len(buf), self._left)])  # type: ignore[attr-defined]
-        self._left -= n
-        return int(n)
+
+def _control(debfile: DebFile, deb: Path) -> dict[str, str]:
+    try:
+        return dict(debfile.debcontrol())
+    except (DebError, tarfile.TarError, lzma.LZMAError, EOFError, KeyError) as exc:
+        raise KernelError(f"{deb}: its control data cannot be read ({exc})",
+                          hint=_CORRUPT_HINT) from exc
 
 
 @contextmanager
 def open_data_tar(deb: Path) -> Iterator[tarfile.TarFile]:
-    """The package's data.tar.{xz,zst,gz,} as a streaming tar file."""
-    member = next(((n, o, s) for n, o, s in ar_members(deb) if n.startswith("data.tar")), None)
-    if member is None:
-        raise KernelError(f"{deb} has no data.tar member", hint="is it really a .deb?")
-    name, offset, size = member
-    with deb.open("rb") as f:
-        raw = io.BufferedReader(_Slice(f, offset, size), 1 << 20)
-        if name.endswith(".zst"):
-            with _zstd_stream(raw, deb) as stream, tarfile.open(fileobj=stream,
-                                                                mode="r|") as tar:
-                yield tar
-            return
-        try:
-            if name.endswith(".xz"):
-                with lzma.open(raw) as xz, tarfile.open(fileobj=xz, mode="r|") as tar:
-                    yield tar
-            elif name in ("data.tar.gz", "data.tar"):
-                mode = "r|gz" if name.endswith(".gz") else "r|"
-                with tarfile.open(fileobj=raw, mode=mode) as tar:  # type: ignore[call-overload]
-                    yield tar
-            else:
-                raise KernelError(f"{deb}: {name} is compressed in a way not handled",
-                                  hint="packages use xz, zstd or gzip")
-        except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
-            raise KernelError(f"{deb}: {name} is corrupt ({exc})",
-                              hint="delete it from the cache and fetch it again") from exc
+    """The package's data.tar.{xz,zst,gz,bz2,} as a tar file to iterate in order."""
+    with open_deb(deb) as debfile, _data_tar(debfile, deb) as tar:
+        yield tar
 
 
 @contextmanager
-def _zstd_stream(raw: BinaryIO, deb: Path) -> Iterator[IO[bytes]]:
-    """Decompress through the `zstd` program, fed from a thread (Python 3.11 has no zstd)."""
+def _data_tar(debfile: DebFile, deb: Path) -> Iterator[tarfile.TarFile]:
+    name = next(n for n in debfile.getnames() if n.startswith("data.tar"))
+    try:
+        if name.endswith(".zst"):
+            with _zstd_stream(debfile.getmember(name), deb) as stream, \
+                    tarfile.open(fileobj=stream, mode="r|") as tar:
+                yield tar
+        else:
+            yield debfile.data.tgz()
+    except (DebError, lzma.LZMAError, tarfile.TarError, EOFError) as exc:
+        raise KernelError(f"{deb}: {name} is corrupt ({exc})", hint=_CORRUPT_HINT) from exc
+
+
+@contextmanager
+def _zstd_stream(member: ArMember, deb: Path) -> Iterator[IO[bytes]]:
+    """Decompress a member through the `zstd` program, fed from a thread."""
     if shutil.which("zstd") is None:
         raise KernelError(f"{deb} holds a zstd-compressed data.tar and zstd is missing",
                           hint="apt-get install zstd")
@@ -126,7 +130,8 @@ def _zstd_stream(raw: BinaryIO, deb: Path) -> Iterator[IO[bytes]]:
     def pump() -> None:
         assert proc.stdin is not None
         try:
-            shutil.copyfileobj(raw, proc.stdin, 1 << 20)
+            while chunk := member.read(1 << 20):
+                proc.stdin.write(chunk)
         except BrokenPipeError:
             pass
         finally:
@@ -161,10 +166,12 @@ def read_kernel_deb(deb: Path) -> DebKernel:
 def _read_kernel_deb(deb: Path) -> DebKernel:
     info = DebKernel()
     dep_text = ""
-    try:
-        with open_data_tar(deb) as tar:
+    with open_deb(deb) as debfile:
+        control = _control(debfile, deb)
+        info.package, info.version = control.get("Package", ""), control.get("Version", "")
+        with _data_tar(debfile, deb) as tar:
             for m in tar:
-                name = m.name.removeprefix("./")
+                name = str(m.name).removeprefix("./")
                 if not m.isfile():
                     continue
                 parts = name.split("/")
@@ -183,9 +190,6 @@ def _read_kernel_deb(deb: Path) -> DebKernel:
                     info.builtin = builtin_names(_read(tar, m).decode(errors="replace"))
                 elif rel == "modules.dep":
                     dep_text = _read(tar, m).decode(errors="replace")
-    except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
-        raise KernelError(f"{deb} is corrupt ({exc})",
-                          hint="delete it from the cache and fetch it again") from exc
     if dep_text:
         # depmod's view wins over .modinfo when the package has it.
         info.modules.update(parse_modules_dep(dep_text))
@@ -216,11 +220,12 @@ def extract_deb(deb: Path, dest: Path) -> None:
 
     with open_data_tar(deb) as tar:
         for m in tar:
-            name = m.name.removeprefix("./").lstrip("/") if m.name != "./" else "."
-            if m.name.startswith("/") or ".." in Path(name).parts:
-                raise KernelError(f"{deb}: refusing the member {m.name!r} (leaves the tree)")
+            raw = str(m.name)  # python-debian's names compare equal with or without "./"
+            name = raw.removeprefix("./").lstrip("/") if raw != "./" else "."
+            if raw.startswith("/") or ".." in Path(name).parts:
+                raise KernelError(f"{deb}: refusing the member {raw!r} (leaves the tree)")
             if not inside(os.path.dirname(name)) or (m.islnk() and not inside(m.linkname)):
-                raise KernelError(f"{deb}: refusing {m.name!r}: it leads out of {dest}")
+                raise KernelError(f"{deb}: refusing {raw!r}: it leads out of {dest}")
             m.name = name
             target = os.path.join(root, name)
             if os.path.islink(target) and not m.isdir():

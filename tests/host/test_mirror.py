@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import lzma
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,8 @@ from provision9p.host.mirror import (
     parse_packages,
     resolve,
 )
+
+from .archive import HttpMirror, SigningKey, write_archive
 
 DEB822 = """\
 # a comment
@@ -116,32 +115,9 @@ def test_resolve_metapackage() -> None:
     assert resolve("broken-hash", index) is not None
 
 
-class _Mirror:
-    """A directory served over HTTP on 127.0.0.1, counting requests per path."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.hits: dict[str, int] = {}
-        hits = self.hits
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *a: object, **kw: object) -> None:
-                super().__init__(*a, directory=str(root), **kw)  # type: ignore[arg-type]
-
-            def do_GET(self) -> None:
-                hits[self.path] = hits.get(self.path, 0) + 1
-                super().do_GET()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/debian"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def local_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Mirror]:
+def local_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 trusted_key: SigningKey) -> Iterator[HttpMirror]:
     monkeypatch.setenv("PROVISION9P_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "www"
     deb = b"!<arch>\n" + b"a kernel package, 6 MiB of it" * 220_000
@@ -152,17 +128,13 @@ def local_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_M
     (root / "debian/pool/main/b/broken-hash_1_amd64.deb").write_bytes(deb)
     text = INDEX.format(meta="0", size=len(deb), sha=hashlib.sha256(deb).hexdigest(),
                         bad="0" * 64)
-    index = root / "debian/dists/bookworm/main/binary-amd64"
-    index.mkdir(parents=True)
-    (index / "Packages.xz").write_bytes(lzma.compress(text.encode()))
-    m = _Mirror(root)
+    write_archive(root / "debian", "bookworm", text, trusted_key)
+    m = HttpMirror(root)
     yield m
-    m.server.shutdown()
-    m.server.server_close()
-    mirror_mod._index_memo.clear()
+    m.stop()
 
 
-def test_fetch_verifies_caches_and_reuses(local_mirror: _Mirror, tmp_path: Path,
+def test_fetch_verifies_caches_and_reuses(local_mirror: HttpMirror, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     deb = fetch_package("linux-image-amd64", arch="amd64", suite="bookworm",
                         mirror=local_mirror.url)
@@ -172,19 +144,25 @@ def test_fetch_verifies_caches_and_reuses(local_mirror: _Mirror, tmp_path: Path,
     again = fetch_package("linux-image-amd64", arch="amd64", suite="bookworm",
                           mirror=local_mirror.url)
     assert again == deb
-    # the index is fresh (TTL) and the .deb cached: one request each, ever
-    assert sorted(local_mirror.hits.values()) == [1, 1]
-    assert [p.name.endswith(".Packages.xz") for p in (tmp_path / "cache/apt").iterdir()] == [
-        True]
+    # InRelease is fresh (TTL), the index and the .deb cached: one request each, ever
+    assert local_mirror.hits == {
+        "/debian/dists/bookworm/InRelease": 1,
+        "/debian/dists/bookworm/main/binary-amd64/Packages.xz": 1,
+        "/debian/pool/main/l/linux-signed-amd64/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb": 1,
+    }
+    assert sorted(p.suffix for p in (tmp_path / "cache/apt").iterdir()) == [".InRelease",
+                                                                            ".xz"]
 
 
-def test_bad_hash_leaves_no_file(local_mirror: _Mirror, tmp_path: Path) -> None:
-    with pytest.raises(MirrorError, match="does not match its SHA256"):
+def test_bad_hash_leaves_no_file(local_mirror: HttpMirror, tmp_path: Path) -> None:
+    with pytest.raises(MirrorError, match=r"broken-hash 1 from http://.*_amd64\.deb does "
+                       "not match: SHA256 [0-9a-f]{64} where the Packages index of bookworm "
+                       "says 0{64}; it was not kept"):
         fetch_package("broken-hash", arch="amd64", suite="bookworm", mirror=local_mirror.url)
     assert list((tmp_path / "cache/debs").iterdir()) == []
 
 
-def test_unknown_package_and_missing_suite(local_mirror: _Mirror) -> None:
+def test_unknown_package_and_missing_suite(local_mirror: HttpMirror) -> None:
     with pytest.raises(MirrorError, match="'linux-image-nope' is not in bookworm") as exc:
         fetch_package("linux-image-nope", arch="amd64", suite="bookworm",
                       mirror=local_mirror.url)
@@ -194,7 +172,7 @@ def test_unknown_package_and_missing_suite(local_mirror: _Mirror) -> None:
     assert exc.value.hint is not None and "suite" in exc.value.hint
 
 
-def test_stale_index_is_used_when_the_mirror_is_gone(local_mirror: _Mirror,
+def test_stale_index_is_used_when_the_mirror_is_gone(local_mirror: HttpMirror,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     package_index(arch="amd64", suite="bookworm", mirror=local_mirror.url)
     monkeypatch.setattr(mirror_mod, "INDEX_TTL", 0.0)

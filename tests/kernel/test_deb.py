@@ -13,7 +13,7 @@ import pytest
 
 from provision9p.errors import KernelError
 from provision9p.kernel import check_kernel, extract_deb
-from provision9p.kernel.deb import ar_members, read_kernel_deb
+from provision9p.kernel.deb import ar_members, control_fields, read_kernel_deb
 from provision9p.kernel.fragments import fragments_for
 
 from .helpers import make_ko
@@ -52,6 +52,7 @@ def test_read_and_check_a_kernel_deb(tmp_path: Path, compression: str) -> None:
     deb = build_kernel_deb(tmp_path, compression)
     info = read_kernel_deb(deb)
     assert info.release == RELEASE
+    assert (info.package, info.version) == ("linux-image-test", "1")
     assert set(info.modules) == {"9p", "netfs"} and info.modules["9p"].depends == ("netfs",)
     assert info.builtin == {"virtio"}
     report = check_kernel(deb)
@@ -80,6 +81,19 @@ def _ar(members: list[tuple[str, bytes]]) -> bytes:
     return out
 
 
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+CONTROL_TAR = _tar({"./control": b"Package: evil\nVersion: 1\nArchitecture: all\n"})
+
+
 def test_extract_deb_refuses_paths_out_of_the_tree(tmp_path: Path) -> None:
     for evil in ("../escape", "link/escape"):
         buf = io.BytesIO()
@@ -90,7 +104,8 @@ def test_extract_deb_refuses_paths_out_of_the_tree(tmp_path: Path) -> None:
             f = tarfile.TarInfo(evil)
             tar.addfile(f, io.BytesIO(b""))
         deb = tmp_path / "evil.deb"
-        deb.write_bytes(_ar([("debian-binary", b"2.0\n"), ("data.tar", buf.getvalue())]))
+        deb.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar", CONTROL_TAR),
+                             ("data.tar", buf.getvalue())]))
         with pytest.raises(KernelError, match="refusing"):
             extract_deb(deb, tmp_path / "dest")
         assert not (tmp_path / "escape").exists()
@@ -99,11 +114,37 @@ def test_extract_deb_refuses_paths_out_of_the_tree(tmp_path: Path) -> None:
 def test_not_a_deb(tmp_path: Path) -> None:
     bad = tmp_path / "bad.deb"
     bad.write_bytes(b"!<arch>\nnot a header at all, this is too short" + b"x" * 60)
-    with pytest.raises(KernelError, match="corrupt ar member header"):
+    with pytest.raises(KernelError, match=r"cannot read .*bad\.deb") as exc:
         list(ar_members(bad))
-    bad.write_bytes(_ar([("debian-binary", b"2.0\n")]))
-    with pytest.raises(KernelError, match=r"no data\.tar"):
+    assert exc.value.hint is not None and "fetch it again" in exc.value.hint
+    bad.write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(KernelError, match="not a Debian package"):
+        control_fields(bad)
+    bad.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar", CONTROL_TAR)]))
+    with pytest.raises(KernelError, match=r"not a valid Debian package: .*data\.tar"):
         extract_deb(bad, tmp_path / "x")
+    bad.write_bytes(_ar([("debian-binary", b"2.0\n"), ("data.tar", _tar({}))]))
+    with pytest.raises(KernelError, match=r"not a valid Debian package: .*control\.tar"):
+        read_kernel_deb(bad)
+
+
+def test_members_and_control_data(tmp_path: Path) -> None:
+    deb = build_kernel_deb(tmp_path, "zstd")
+    assert [name for name, _ in ar_members(deb)] == ["debian-binary", "control.tar.zst",
+                                                      "data.tar.zst"]
+    control = control_fields(deb)
+    assert (control["Package"], control["Architecture"]) == ("linux-image-test", "amd64")
+
+
+def test_truncated_data_is_a_corrupt_package(tmp_path: Path) -> None:
+    deb = build_kernel_deb(tmp_path, "xz")
+    data = deb.read_bytes()
+    start = data.index(b"data.tar.xz")
+    # keep the ar header's size but cut the xz stream in the middle
+    deb.write_bytes(data[: start + 60 + 200] + b"\0" * (len(data) - start - 260))
+    with pytest.raises(KernelError, match=r"data\.tar\.xz is corrupt") as exc:
+        read_kernel_deb(deb)
+    assert exc.value.hint is not None and "fetch it again" in exc.value.hint
 
 
 def test_extract_deb_into_a_merged_usr_tree(tmp_path: Path) -> None:
