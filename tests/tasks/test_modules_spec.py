@@ -120,3 +120,20 @@ def test_doc_unknown_module_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doc", "lineinfle"]) == 2
     err = capsys.readouterr().err
     assert "no module 'lineinfle'" in err and "did you mean 'lineinfile'?" in err
+
+
+def test_package_passes_backend_parameters_to_apt_when_it_runs(tmp_path: Any) -> None:
+    # Ansible's package hands the rest to the backend: a yum-only parameter loads (its
+    # task may sit in a RedHat branch) and fails, as apt's, only if it runs on Debian.
+    from provision9p.connect.tree import TreeConnection
+    from provision9p.rootfs.metadata.stores import PlainStore
+    from provision9p.tasks.modules import ModuleContext
+
+    check_args("package", {"name": "git", "enablerepo": "epel"})
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/apt-get").write_text("")
+    ctx = ModuleContext(check=True, role_path=tmp_path, render=lambda t: t)
+    with TreeConnection(tmp_path, PlainStore(tmp_path), "g") as conn, \
+            pytest.raises(TaskError, match="apt has no parameter 'enablerepo'"):
+        MODULES["package"].run(conn, coerce_args("package", {"name": "git",
+                                                             "enablerepo": "epel"}), ctx)

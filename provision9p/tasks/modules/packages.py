@@ -24,7 +24,7 @@ from provision9p.tasks.modules.base import (
     run_checked,
     write_content,
 )
-from provision9p.tasks.modules.spec import P, Spec
+from provision9p.tasks.modules.spec import P, Spec, coerce
 
 _ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
 _STATES = ("present", "absent", "latest", "installed", "removed", "fixed", "build-dep")
@@ -203,8 +203,14 @@ def _package(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict
     if args["use"] not in ("auto", "apt") or conn.stat("/usr/bin/apt-get") is None:
         raise TaskError("package: only apt (Debian) is supported by provision9p",
                         hint="the guest has no /usr/bin/apt-get")
-    return _apt(conn, {"name": args["name"], "state": args["state"],
-                       "dpkg_options": "force-confdef,force-confold"}, ctx)
+    # As Ansible's package action: the other parameters belong to the backend, so they
+    # are checked by apt's declaration when the task runs (a yum-only `enablerepo` in a
+    # RedHat branch never reached on Debian does not stop the role at load).
+    extra = {k: v for k, v in args.items() if k not in ("name", "state", "use")}
+    apt_args = coerce("apt", MODULES["apt"].spec,
+                      {"dpkg_options": "force-confdef,force-confold", **extra,
+                       "name": args["name"], "state": args["state"]})
+    return _apt(conn, apt_args, ctx)
 
 
 # --- apt_repository ---------------------------------------------------------------
@@ -390,7 +396,9 @@ MODULES: dict[str, Module] = {
         params={"name": P("list", elements="str", required=True, aliases=("pkg",)),
                 "state": P("str", default="present", choices=_STATES),
                 "use": P("str", default="auto", choices=("auto", "apt"))},
-        returns="as apt")),
+        any_names=True,
+        returns="as apt",
+        differences="other parameters go to apt, and are checked when the task runs")),
     "apt_repository": Module(_apt_repository, Spec(
         help="A 'deb ...' line in /etc/apt/sources.list.d/NAME.list.",
         params={"repo": P("str", required=True),
