@@ -102,7 +102,7 @@ def _unarchive(conn: Connection, args: dict[str, Any], ctx: ModuleContext
         # As Ansible: a URL is downloaded where the archive is used (in the guest once
         # booted), whatever remote_src says.
         data = fetch(conn, src, {"validate_certs": args.get("validate_certs", True)})
-    elif args.get("remote_src"):
+    elif args.get("remote_src") or args.get("copy") is False:
         if conn.stat(src) is None:
             raise TaskError(f"unarchive: no file {src} in the guest")
         data = conn.read_file(src)
@@ -166,6 +166,8 @@ MODULES: dict[str, Module] = {
                                                  "guest path with remote_src, or a URL"),
             "dest": P("path", required=True),
             "remote_src": P("bool", default=False),
+            "copy": P("bool", default=True,
+                      help="Ansible's older spelling: `copy: false` is remote_src: true"),
             "creates": P("path", help="skip when this path exists"),
             "extra_opts": P("list", elements="str", default=[],
                             help="options for tar/unzip (--strip-components=N is "
@@ -177,7 +179,8 @@ MODULES: dict[str, Module] = {
             "validate_certs": P("bool", default=True),
             **OWNERSHIP,
         },
-        unsupported={"copy": "use remote_src", "include": "not done",
+        mutually_exclusive=(("copy", "remote_src"),),
+        unsupported={"include": "not done",
                      "io_buffer_size": "not done", **UNSUPPORTED_FILE_ATTRS},
         returns="src, dest, handler, files (list_files), extract_results",
         differences="members compare by type, size and (tar) mtime, not content; a URL "
