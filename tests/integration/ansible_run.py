@@ -15,7 +15,9 @@ from provision9p.target import resolve
 
 
 def ansible_playbook(lab_path: Path, guest: str, role: str, *extra: str,
-                     roles_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+                     roles_path: Path | None = None, gather_facts: bool = False,
+                     env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `role` on `guest`; facts only when asked (the roles benchmark runs without)."""
     lab = load_lab(lab_path)
     target = resolve(lab, lab.guest(guest))
     st, port = target.state, target.ssh_port()
@@ -28,7 +30,8 @@ def ansible_playbook(lab_path: Path, guest: str, role: str, *extra: str,
         f"ansible_ssh_private_key_file={target.client_key} "
         "ansible_python_interpreter=/usr/bin/python3\n")
     (work / "site.yml").write_text(
-        f"- hosts: all\n  gather_facts: false\n  roles:\n    - {role}\n")
+        f"- hosts: all\n  gather_facts: {str(gather_facts).lower()}\n"
+        f"  roles:\n    - {role}\n")
     (work / "ansible.cfg").write_text(
         "[defaults]\n"
         f"roles_path = {roles_path or lab_path.parent / 'roles'}\n"
@@ -38,13 +41,13 @@ def ansible_playbook(lab_path: Path, guest: str, role: str, *extra: str,
         f"control_path_dir = {work / 'cp'}\n"
         f"ssh_args = -o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes "
         "-o ControlMaster=auto -o ControlPersist=60s\n")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
+    run_env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
            "ANSIBLE_HOME": str(work / "home"), "ANSIBLE_NOCOLOR": "1",
-           "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+           "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", **(env or {})}
     playbook = Path(sys.executable).with_name("ansible-playbook")
     return subprocess.run([str(playbook), "-i", str(work / "inventory.ini"),
                            str(work / "site.yml"), *extra],
-                          capture_output=True, text=True, env=env, timeout=900)
+                          capture_output=True, text=True, env=run_env, timeout=900)
 
 
 def recap(output: str, guest: str) -> dict[str, int]:
