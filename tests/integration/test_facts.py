@@ -51,6 +51,8 @@ RUNTIME = {
     "memory_mb": "free/used/nocache move; the totals must agree",
     "env": "SSH_CLIENT/SSH_CONNECTION carry each session's port; Ansible adds its own "
            "LANG/LC_ALL and runs its module under another shell level",
+    "interfaces": "Ansible lists /sys/class/net in the directory's own order (os.scandir), "
+                  "provision9p in ifindex order; the same names",
 }
 # What provision9p leaves out of the tree's facts, or cannot know without booting.
 TREE_DIFFERS = {
@@ -157,6 +159,8 @@ def _compare(ours: dict[str, Any], theirs: dict[str, Any], allowed: dict[str, st
         elif name == "env":
             for key in ("HOME", "LOGNAME", "USER", "SHELL", "PATH", "PWD"):
                 assert a.get(key) == b.get(key), key
+        elif name == "interfaces":
+            assert sorted(a) == sorted(b)
         elif name in ("loadavg", "memfree_mb", "uptime_seconds", "memtotal_mb"):
             assert type(a) is type(b) and (not isinstance(a, dict) or set(a) == set(b))
     return problems

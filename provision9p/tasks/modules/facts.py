@@ -75,14 +75,24 @@ def _service_facts(conn: Connection, args: dict[str, Any], ctx: ModuleContext
 
 
 def _booted_services(conn: Connection) -> dict[str, dict[str, Any]]:
-    """One round trip: systemd's loaded units, then the SysV scripts as `service` sees
-    them (Ansible lists both, the systemd view winning for the same name)."""
+    """One round trip: systemd's loaded units, its unit files, then the SysV scripts as
+    `service` sees them (Ansible lists all three, systemd's view winning for a name).
+
+    As Ansible: a unit file's state (enabled, static, masked, ...) is the final status;
+    a unit file that is not loaded is added, 'inactive' (a template: 'unknown', the state
+    Ansible's `systemctl show` of it gives). When listing the unit files fails (it can
+    take minutes on a 9P root under TCG: it is bounded here), the loaded units keep the
+    active column as their status, as Ansible's do after its warning."""
     res = conn.run(["/bin/sh", "-c",
                     "LC_ALL=C systemctl list-units --no-pager --type service --all --plain "
                     "--no-legend; echo '\037'; "
+                    "LC_ALL=C timeout 120 systemctl list-unit-files --no-pager --type service "
+                    "--all --plain --no-legend 2>/dev/null; echo \"\037$?\"; "
                     "[ -x /usr/sbin/service ] && LC_ALL=C /usr/sbin/service --status-all "
                     "2>&1"])
-    units, _, sysv = res.stdout.partition("\037")
+    units, _, rest = res.stdout.partition("\037")
+    files, _, rest = rest.partition("\037")
+    code, _, sysv = rest.partition("\n")
     services: dict[str, dict[str, Any]] = {}
     for line in sysv.splitlines():
         m = re.match(r"\s*\[ ([+?-]) \]\s+(\S+)", line)
@@ -97,6 +107,17 @@ def _booted_services(conn: Connection) -> dict[str, dict[str, Any]]:
         services[fields[0]] = {"name": fields[0], "source": "systemd",
                                "state": "running" if fields[3] == "running" else "stopped",
                                "status": bad or fields[2]}
+    if code.strip() == "0":
+        for line in files.splitlines():
+            fields = line.split()
+            if len(fields) < 2 or ".service" not in line:
+                continue
+            name, status = fields[:2]
+            if name in services:
+                services[name]["status"] = status
+            else:
+                services[name] = {"name": name, "source": "systemd", "status": status,
+                                  "state": "unknown" if "@." in name else "inactive"}
     return services
 
 
