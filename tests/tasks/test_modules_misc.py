@@ -296,6 +296,18 @@ def test_get_url_checksum_file_and_idempotency(conn: TreeConnection, server: str
         run(conn, "get_url", url=f"{server}/missing", dest="/srv/m")
 
 
+def test_get_url_file_url_names_a_file_of_the_guest(conn: TreeConnection) -> None:
+    # In the tree phase the guest is the tree: file:// must not read the host's file.
+    conn.write_file("/srv/src.txt", b"from the tree")
+    digest = hashlib.sha256(b"from the tree").hexdigest()
+    res = twice(conn, "get_url", url="file:///srv/src.txt", dest="/srv/copy.txt",
+                checksum=f"sha256:{digest}")
+    assert res["dest"] == "/srv/copy.txt"
+    assert conn.read_file("/srv/copy.txt") == b"from the tree"
+    with pytest.raises(TaskError, match="no file /etc/hostname-of-the-host in the guest"):
+        run(conn, "get_url", url="file:///etc/hostname-of-the-host", dest="/srv/h")
+
+
 def test_wait_for_a_path_its_content_and_a_timeout(conn: TreeConnection) -> None:
     conn.write_file("/srv/ready", b"state: booting\nstate: up 42\n")
     res = run(conn, "wait_for", path="/srv/ready", search_regex=r"up (\d+)", timeout=2)

@@ -72,6 +72,14 @@ def fetch(conn: Connection, url: str, args: dict[str, Any]) -> bytes:
     """The bytes at url, fetched where Ansible would: in the guest once booted (args:
     timeout, headers, validate_certs)."""
     args = {"timeout": 10, "validate_certs": True, **args}
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file" and conn.phase != "ssh":
+        # A file:// URL names a file of the machine that downloads, which is the guest:
+        # in the tree phase that is the tree, not the host running provision9p.
+        path = urllib.parse.unquote(parts.path)
+        if conn.stat(path) is None:
+            raise TaskError(f"fetching {url} failed: no file {path} in the guest")
+        return conn.read_file(path)
     if conn.phase != "ssh":
         return _host_fetch(url, args)
     tmp = f"/tmp/.provision9p-get-{secrets.token_hex(6)}"
