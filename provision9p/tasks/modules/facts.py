@@ -86,13 +86,22 @@ def _booted_services(conn: Connection) -> dict[str, dict[str, Any]]:
     res = conn.run(["/bin/sh", "-c",
                     "LC_ALL=C systemctl list-units --no-pager --type service --all --plain "
                     "--no-legend; echo '\037'; "
-                    "LC_ALL=C timeout 120 systemctl list-unit-files --no-pager --type service "
-                    "--all --plain --no-legend 2>/dev/null; echo \"\037$?\"; "
+                    "files=$(LC_ALL=C timeout 120 systemctl list-unit-files --no-pager "
+                    "--type service --all --plain --no-legend 2>/dev/null); rc=$?; "
+                    "printf '%s\\n\\037%s\\n' \"$files\" \"$rc\"; "
+                    # an alias's state is its unit's: one `show` for all of them
+                    "aliases=$(printf '%s\\n' \"$files\" | "
+                    "awk '$2 == \"alias\" && $1 !~ /@\\./ {print $1}'); "
+                    "[ -n \"$aliases\" ] && LC_ALL=C systemctl show --property=ActiveState "
+                    "$aliases 2>/dev/null; echo '\037'; "
                     "[ -x /usr/sbin/service ] && LC_ALL=C /usr/sbin/service --status-all "
                     "2>&1"])
     units, _, rest = res.stdout.partition("\037")
     files, _, rest = rest.partition("\037")
-    code, _, sysv = rest.partition("\n")
+    code, _, rest = rest.lstrip("\n").partition("\n")
+    shown, _, sysv = rest.partition("\037")
+    alias_states = [ln.removeprefix("ActiveState=") for ln in shown.splitlines()
+                    if ln.startswith("ActiveState=")]
     services: dict[str, dict[str, Any]] = {}
     for line in sysv.splitlines():
         m = re.match(r"\s*\[ ([+?-]) \]\s+(\S+)", line)
@@ -108,16 +117,23 @@ def _booted_services(conn: Connection) -> dict[str, dict[str, Any]]:
                                "state": "running" if fields[3] == "running" else "stopped",
                                "status": bad or fields[2]}
     if code.strip() == "0":
-        for line in files.splitlines():
-            fields = line.split()
-            if len(fields) < 2 or ".service" not in line:
-                continue
-            name, status = fields[:2]
+        entries = [ln.split()[:2] for ln in files.splitlines()
+                   if len(ln.split()) >= 2 and ".service" in ln]
+        alias_names = [n for n, st in entries if st == "alias" and "@." not in n]
+        # `show` prints one block per name, in the order given
+        aliases = (dict(zip(alias_names, alias_states, strict=True))
+                   if len(alias_names) == len(alias_states) else {})
+        for name, status in entries:
             if name in services:
                 services[name]["status"] = status
-            else:
-                services[name] = {"name": name, "source": "systemd", "status": status,
-                                  "state": "unknown" if "@." in name else "inactive"}
+                continue
+            state = "inactive"
+            if "@." in name:
+                state = "unknown"  # a template: `systemctl show` of it fails
+            elif status == "alias":
+                state = aliases.get(name, "unknown")
+            services[name] = {"name": name, "source": "systemd", "status": status,
+                              "state": state}
     return services
 
 
