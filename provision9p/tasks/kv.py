@@ -22,8 +22,14 @@ _PAIRS = {"{{": "}}", "{%": "%}", "{#": "#}"}
 
 def split_args(text: str) -> list[str]:
     """Words separated by blanks, keeping quoted text and Jinja2 blocks whole."""
-    words: list[str] = []
+    return [word for word, _ in _split_spans(text)]
+
+
+def _split_spans(text: str) -> list[tuple[str, int]]:
+    """split_args' words, each with where it starts in `text`."""
+    words: list[tuple[str, int]] = []
     cur: list[str] = []
+    start = 0
     quote = ""
     closers: list[str] = []
     i = 0
@@ -49,15 +55,16 @@ def split_args(text: str) -> list[str]:
             cur.append(ch)
         elif ch.isspace() and not closers:
             if cur:
-                words.append("".join(cur))
+                words.append(("".join(cur), start))
                 cur = []
+            start = i + 1
         else:
             cur.append(ch)
         i += 1
     if quote or closers:
         raise TaskError(f"unbalanced quotes or braces in {text!r}")
     if cur:
-        words.append("".join(cur))
+        words.append(("".join(cur), start))
     return words
 
 
@@ -85,16 +92,18 @@ def parse_kv(text: str, module: str, free_form: bool = False) -> dict[str, Any]:
     raw_module = module in RAW_MODULES
     params: dict[str, Any] = {}
     rest: list[str] = []
-    for word in split_args(text):
+    command = text  # a command keeps its own spacing and newlines (a `shell: |` script)
+    for word, at in reversed(_split_spans(text)):
         m = _KEY.match(word)
         if m and (not raw_module or m.group(1) in RAW_OPTIONS):
             params[m.group(1)] = unquote(m.group(2))
+            command = command[:at] + command[at + len(word):]
         else:
-            rest.append(word)
+            rest.insert(0, word)
     if rest:
         if not raw_module and not free_form:
             raise TaskError(f"{module} takes key=value parameters, and {' '.join(rest)!r} "
                             "is not one",
                             hint="write `name=value` pairs, or the parameters as a mapping")
-        params["_raw_params"] = " ".join(rest)
+        params["_raw_params"] = command.strip() if raw_module else " ".join(rest)
     return params

@@ -230,3 +230,34 @@ def test_loop_control_pause_waits_between_items(tmp_path: Path) -> None:
     start = time.monotonic()
     play(tree(tmp_path), lab(tmp_path))
     assert time.monotonic() - start >= 0.6  # two pauses: between items, not before
+
+
+def test_a_multiline_shell_script_keeps_its_lines_and_until_retries_it(tmp_path: Path
+                                                                     ) -> None:
+    # A `shell: |` script is free-form text: its newlines separate commands (they were
+    # joined into one line, so the script below succeeded at once with attempts 1).
+    write_role(tmp_path, "demo", {"tasks/main.yml": """
+- name: Start
+  command: rm -f /run/features-counter
+  changed_when: false
+  check_mode: false
+- name: retry
+  shell: |
+    n=$(cat /run/features-counter || echo 0)
+    n=$((n + 1))
+    echo "$n" > /run/features-counter
+    test "$n" -ge 3
+  register: features_retried
+  until: features_retried.rc == 0
+  retries: 5
+  delay: 0
+  changed_when: false
+  check_mode: false
+- copy: {content: "attempts {{ features_retried.attempts }}\\n", dest: /srv/r}
+"""})
+    conn = tree(tmp_path)
+    for d in ("/run", "/srv"):
+        if conn.stat(d) is None:
+            conn.mkdir(d, mode=0o755)
+    play(conn, lab(tmp_path))
+    assert conn.read_file("/srv/r") == b"attempts 3\n"
