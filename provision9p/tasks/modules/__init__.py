@@ -44,7 +44,8 @@ def check_args(module: str, args: dict[str, Any]) -> None:
     unsupported ones, and the values that are not templates (those are checked when
     rendered). Raises TaskError."""
     from provision9p.tasks.modules.base import check_mode
-    from provision9p.tasks.modules.spec import coerce, templated
+    from provision9p.tasks.modules.spec import coerce
+    from provision9p.tasks.templating import templated
 
     coerce(module, MODULES[module].spec, args, partial=True)
     if "mode" in args and not templated(args["mode"]):

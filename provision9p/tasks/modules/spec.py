@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provision9p.errors import TaskError
+from provision9p.tasks.templating import templated
 
 TYPES = ("str", "bool", "int", "float", "path", "list", "dict", "raw")
 TRUE_WORDS = frozenset({"yes", "true", "on", "1", "y", "t"})
@@ -68,15 +69,6 @@ class Spec:
                 out[alias] = name
         return out
 
-
-def templated(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(templated(v) for v in value.values())
-    if isinstance(value, list):
-        return any(templated(v) for v in value)
-    return False
 
 
 def to_bool(value: Any, what: str) -> bool:
