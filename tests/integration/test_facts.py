@@ -85,6 +85,9 @@ def guest(lab: Path) -> GuestSpec:
 def ssh(lab: Path, guest: GuestSpec) -> Iterator[SSHConnection]:
     spec = load_lab(lab)
     conn = connect(resolve(spec, spec.guest("fx")))
+    # udev loads modules (kvm where the CPU offers vmx) after SSH answers: let it finish
+    # so both gatherings see the same /proc/modules.
+    conn.run("udevadm settle --timeout=120")
     yield conn
     conn.close()
 
