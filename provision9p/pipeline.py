@@ -8,10 +8,11 @@ within seconds. It takes Targets resolved by the command and hands them down.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision9p import ui
@@ -19,8 +20,10 @@ from provision9p.boot import supervisor
 from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
 from provision9p.errors import UsageError, VerifyError
+from provision9p.jobs import Cancelled, Job, Outcome, default_jobs, run_jobs
 from provision9p.lab.model import LabSpec
-from provision9p.rootfs import build
+from provision9p.outcomes import GuestOutcome, UpRun, first_line
+from provision9p.rootfs import build, keys
 from provision9p.state import lab_lock, write_json
 from provision9p.target import Target
 from provision9p.tasks.engine import Play, load_play
@@ -28,37 +31,70 @@ from provision9p.tasks.phases import ssh_phase, tree_hook
 from provision9p.verify.preflight import share_warnings
 from provision9p.verify.runner import verify_guest
 
-
-@dataclass
-class GuestOutcome:
-    name: str
-    built: bool = False
-    booted: bool = False
-    roles_changed: int = 0
-    checks_passed: int = 0
-    checks_failed: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+# Lines a guest's job prints once it ends (the plain log's last word about it).
+_END_WORDS = {"up": "up", "failed": "FAILED", "checks failed": "up, checks FAILED",
+              "cancelled": "cancelled"}
+# verify runs pytest in-process (global plugin state, the working directory): one at a time
+_VERIFY_LOCK = threading.Lock()
 
 
 def up(lab: LabSpec, targets: list[Target], *, rebuild: bool = False,
-       verify: bool = True) -> int:
-    """Bring the targets up; 0 only when everything checked out."""
+       verify: bool = True, jobs: int | None = None) -> UpRun:
+    """Bring the targets up, at most `jobs` at a time (default: the host's cores).
+
+    One guest failing does not stop the others; the UpRun says how each one ended.
+    Bad input found before any guest starts (a broken role) raises at once."""
     start = time.monotonic()
-    outcomes = []
+    guests = {t.name: GuestOutcome(t.name) for t in targets}
     with lab_lock(lab, "up"):
         # Every role is loaded and checked first: a broken one stops before any build.
         plays = {t.name: load_play(t.guest, t.lab) for t in targets}
         for t in targets:
             for w in share_warnings(t.guest):
                 ui.warn(w)
-        for t in targets:
-            outcomes.append(_up_guest(t, plays[t.name], rebuild=rebuild, verify=verify))
-    return _report(outcomes, time.monotonic() - start)
+        _before_guests(lab, targets)
+        work = [Job(t.name, functools.partial(_up_guest, t, plays[t.name], guests[t.name],
+                                              rebuild=rebuild, verify=verify))
+                for t in targets]
+        with ui.board([t.name for t in targets]):
+            results = run_jobs(work, limit=jobs or default_jobs(),
+                               on_end=functools.partial(_guest_ended, guests))
+        _after_guests(lab, targets, guests)
+    return UpRun(lab.name, results, guests, time.monotonic() - start)
 
 
-def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> GuestOutcome:
+def _before_guests(lab: LabSpec, targets: list[Target]) -> None:
+    """Lab-wide work before any guest starts; what the guests' jobs share is made here,
+    once, so no two jobs race to make it (QEMU's account, the lab's SSH client key)."""
+    for t in targets:
+        _ = t.run_as  # may create the account: once, here, not in two threads at once
+    if targets:
+        keys.lab_client_key(targets[0].client_key)
+
+
+def _after_guests(lab: LabSpec, targets: list[Target],
+                  guests: dict[str, GuestOutcome]) -> None:
+    """Lab-wide work once every guest's job has ended (also when some failed)."""
+
+
+def _guest_ended(guests: dict[str, GuestOutcome], result: Outcome[GuestOutcome]) -> None:
+    g = guests[result.name]
+    failed = result.error is not None
+    word = "cancelled" if isinstance(result.error, Cancelled) else \
+        "failed" if failed else "checks failed" if g.checks_failed else "up"
+    ui.guest_finished(result.name, _END_WORDS[word], not failed and not g.checks_failed)
+    with ui.guest(result.name):
+        if failed:
+            assert result.error is not None
+            ui.info(f"{_END_WORDS[word]} after {result.seconds:.1f} s: "
+                    f"{first_line(result.error)}")
+        else:
+            ui.info(f"{_END_WORDS[word]} in {result.seconds:.1f} s")
+
+
+def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
+              verify: bool) -> GuestOutcome:
     lab, guest = target.lab, target.guest
-    out = GuestOutcome(guest.name)
     running = target.running_pid() is not None
     resumed = None
     if running and supervisor.boot_in_progress(target):
@@ -69,6 +105,7 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
     if running and not rebuild and resumed is None:
         # Unchanged and running: a quick check that it still answers, nothing else.
         if build.plan(target).current:
+            out.pid, out.ssh_port = target.running_pid(), target.ssh_port()
             # Roles are not build inputs: they are applied again, over SSH.
             conn = connect(target)
             try:
@@ -95,6 +132,7 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
         result = build.build_guest(target, force=rebuild,
                                    tree_hook=tree_hook(lab, guest, play))
         out.built = result.changed
+        out.timings.update(build=result.stages, build_total=round(result.seconds, 2))
         if result.changed:
             stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items())
             out.notes.append(f"built in {result.seconds:.1f} s ({stages})")
@@ -107,6 +145,9 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
     else:
         boot = resumed
     out.booted = True
+    out.pid, out.ssh_port = target.running_pid(), boot.ssh_port
+    out.timings.update(boot=boot.stages, boot_total=round(boot.seconds, 2), accel=boot.accel)
+    ui.info(f"booted ({boot.accel}) in {boot.seconds:.1f} s")
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
     if play:
@@ -116,7 +157,8 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
         finally:
             conn.close()
     if verify:
-        plugin = verify_guest(target)
+        with _VERIFY_LOCK:
+            plugin = verify_guest(target)
         out.checks_passed = plugin.passed
         out.checks_failed = plugin.failed
     return out
@@ -128,28 +170,6 @@ def _roles_over_ssh(target: Target, conn: Connection, play: Play, out: GuestOutc
     out.roles_changed = recap.changed
     if recap.changed:
         out.notes.append(f"roles over SSH: {recap.changed} task(s) changed")
-
-
-def _report(outcomes: list[GuestOutcome], seconds: float) -> int:
-    print()
-    failed = False
-    for o in outcomes:
-        status = "FAILED" if o.checks_failed else "ok"
-        failed = failed or bool(o.checks_failed)
-        checks = f", {o.checks_passed} checks passed" if o.checks_passed else ""
-        print(f"{o.name}: {status}{checks}")
-        for note in o.notes:
-            print(f"  {note}")
-        for f in o.checks_failed:
-            print(f"  failed: {f}")
-    changed = any(o.built or o.booted or o.roles_changed for o in outcomes)
-    print(f"{'changed' if changed else 'no change'}; {len(outcomes)} guest(s) in {seconds:.1f} s")
-    if failed:
-        raise VerifyError("some checks failed (see above)",
-                          hint="`provision9p verify` reruns them; `provision9p console GUEST` "
-                               "shows the boot log")
-    return 0
-
 
 
 # --- the commands that run one stage on resolved targets ----------------------------
@@ -168,14 +188,20 @@ def build_trees(lab: LabSpec, targets: list[Target], *,
     return results
 
 
-def down(lab: LabSpec, targets: list[Target], timeout: float) -> dict[str, float | None]:
-    """Power the targets off; per guest the seconds it took, None when it was not running."""
-    took: dict[str, float | None] = {}
-    with lab_lock(lab, "down"):
-        for t in targets:
-            start = time.monotonic()
-            took[t.name] = time.monotonic() - start if supervisor.stop(t, timeout) else None
-    return took
+def down(lab: LabSpec, targets: list[Target], timeout: float,
+         jobs: int | None = None) -> list[Outcome[bool]]:
+    """Power the targets off, all at once (by default); per guest whether it was running.
+
+    A guest that fails to stop does not keep the others running."""
+    def stop(t: Target) -> bool:
+        ui.status("stopping")
+        return supervisor.stop(t, timeout)
+
+    with lab_lock(lab, "down"), ui.board([t.name for t in targets]):
+        results = run_jobs([Job(t.name, functools.partial(stop, t)) for t in targets],
+                           limit=jobs or max(len(targets), 1))
+        # (lab-wide work after the last guest is down goes here)
+    return results
 
 
 def status(target: Target) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -10,6 +11,7 @@ import time
 
 from provision9p import ui
 from provision9p.commands.common import SubParsers, add_guests, add_lab_option, targets
+from provision9p.commands.updown import add_jobs_option
 from provision9p.errors import UsageError
 
 
@@ -19,6 +21,10 @@ def register(sub: SubParsers) -> None:
     add_guests(p)
     p.add_argument("--rebuild", action="store_true", help="rebuild root trees even if current")
     p.add_argument("--no-verify", action="store_true", help="skip the verify report")
+    add_jobs_option(p, "guests built and booted at once (default: the host's cores)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document (per guest: state, pid, ssh port, timings, "
+                        "error) instead of progress and summary")
     p.set_defaults(func=up_command)
 
     p = sub.add_parser("down", help="power guests off")
@@ -26,6 +32,7 @@ def register(sub: SubParsers) -> None:
     add_guests(p)
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for a clean poweroff before killing QEMU")
+    add_jobs_option(p, "guests stopped at once (default: all)")
     p.set_defaults(func=down_command)
 
     p = sub.add_parser("status", help="which guests run, on which port")
@@ -60,18 +67,27 @@ def register(sub: SubParsers) -> None:
 
 def up_command(args: argparse.Namespace) -> int:
     from provision9p import pipeline
+    from provision9p.commands.updown import print_up
 
     lab, chosen = targets(args, create_account=True)
-    return pipeline.up(lab, chosen, rebuild=args.rebuild, verify=not args.no_verify)
+    if not args.json:
+        run = pipeline.up(lab, chosen, rebuild=args.rebuild, verify=not args.no_verify,
+                          jobs=args.jobs)
+    else:
+        # stdout holds the document alone: what the stages print goes to stderr
+        ui.set_quiet(True)
+        with contextlib.redirect_stdout(sys.stderr):
+            run = pipeline.up(lab, chosen, rebuild=args.rebuild, verify=not args.no_verify,
+                              jobs=args.jobs)
+    return print_up(run, as_json=args.json)
 
 
 def down_command(args: argparse.Namespace) -> int:
     from provision9p import pipeline
+    from provision9p.commands.updown import print_down
 
     lab, chosen = targets(args)
-    for name, seconds in pipeline.down(lab, chosen, args.timeout).items():
-        print(f"{name}: " + ("not running" if seconds is None else f"stopped in {seconds:.1f} s"))
-    return 0
+    return print_down(pipeline.down(lab, chosen, args.timeout, jobs=args.jobs))
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ and a lab can override it (rootfs.mirror).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import gzip
@@ -22,8 +23,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ SOURCES_DIR = Path("/etc/apt/sources.list.d")
 # A suite's InRelease changes a few times a day; an hour keeps reruns offline-fast (the
 # Packages index is reused for as long as the cached InRelease vouches for it).
 INDEX_TTL = 3600.0
-# Downloads above this size get progress lines.
+# Downloads above this size get a progress bar (or lines).
 PROGRESS_MIN = 4 * 1024 * 1024
 TIMEOUT = 60.0
 _SET_HINT = "set rootfs.mirror in the lab file (e.g. the URL of a Debian mirror's /debian)"
@@ -150,26 +151,34 @@ def signed_release(*, suite: str, mirror: str) -> Release:
     url = f"{mirror}/dists/{suite}/InRelease"
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     cached = paths.cache_home() / "apt" / f"{suite}_{key}.InRelease"
-    fresh = cached.exists() and time.time() - cached.stat().st_mtime < INDEX_TTL
-    if not fresh:
-        unverified = cached.with_name(f".{cached.name}.unverified")
-        try:
-            _download(url, unverified, what=f"{suite} InRelease")
-            release = _load_release(unverified, suite=suite, url=url)
-            os.replace(unverified, cached)
-            _release_memo.clear()
-            _release_memo[(cached, cached.stat().st_mtime_ns)] = release
-            return release
-        except MirrorError as exc:
-            if not cached.exists() or unverified.exists():
-                raise  # no copy to fall back on, or the mirror's copy is bad: say so
-            ui.warn(f"using the cached InRelease of {suite}, the mirror failed: {exc.message}")
-        finally:
-            unverified.unlink(missing_ok=True)
+    if not _fresh(cached):
+        # Two guests of one `up` (threads) or two runs want it at once: one downloads it
+        # (both would write the same .unverified file), the other then finds it fresh.
+        with cache_entry_lock(cached, f"the {suite} InRelease"):
+            if not _fresh(cached):
+                unverified = cached.with_name(f".{cached.name}.unverified")
+                try:
+                    _download(url, unverified, what=f"{suite} InRelease")
+                    release = _load_release(unverified, suite=suite, url=url)
+                    os.replace(unverified, cached)
+                    _release_memo.clear()
+                    _release_memo[(cached, cached.stat().st_mtime_ns)] = release
+                    return release
+                except MirrorError as exc:
+                    if not cached.exists() or unverified.exists():
+                        raise  # no copy to fall back on, or the mirror's copy is bad: say so
+                    ui.warn(f"using the cached InRelease of {suite}, the mirror "
+                            f"failed: {exc.message}")
+                finally:
+                    unverified.unlink(missing_ok=True)
     memo_key = (cached, cached.stat().st_mtime_ns)
     if memo_key not in _release_memo:
         _release_memo[memo_key] = _load_release(cached, suite=suite, url=url)
     return _release_memo[memo_key]
+
+
+def _fresh(cached: Path) -> bool:
+    return cached.exists() and time.time() - cached.stat().st_mtime < INDEX_TTL
 
 
 def _load_release(path: Path, *, suite: str, url: str) -> Release:
@@ -400,7 +409,13 @@ def _clean_stale_parts(dest: Path) -> None:
             part.unlink(missing_ok=True)
 
 
-def _download(url: str, dest: Path, *, what: str, expected: Expected | None = None) -> None:
+# Reports a download: called with (what, total bytes), gives `advance(nbytes)` for the
+# body of a with-statement (ui.download: a bar on a terminal, plain lines elsewhere).
+DownloadProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+def _download(url: str, dest: Path, *, what: str, expected: Expected | None = None,
+              progress: DownloadProgress | None = None) -> None:
     """Stream `url` to `dest` through a temp file in the same directory, then rename;
     with `expected`, only a file of that size and SHA256 is renamed into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -411,23 +426,20 @@ def _download(url: str, dest: Path, *, what: str, expected: Expected | None = No
                                     suffix=".part")
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
-    start = time.monotonic()
     total = done = 0
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
             total = int(resp.headers.get("Content-Length") or
                         (expected.size if expected else 0))
-            next_report = 0.0
-            loud = total > PROGRESS_MIN
-            if loud:
-                ui.info(f"    downloading {what} ({total / 2**20:.1f} MiB)")
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if loud and total and done / total >= next_report:
-                    ui.info(f"      {done / 2**20:6.1f} / {total / 2**20:.1f} MiB")
-                    next_report = done / total + 0.25
+            report = progress or ui.download
+            # small files (an InRelease) are not worth a bar or a line
+            with (report(what, total) if total > PROGRESS_MIN
+                  else contextlib.nullcontext(_ignore)) as advance:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    advance(len(chunk))
         if expected and (done != expected.size or digest.hexdigest() != expected.sha256):
             raise mismatch(what, url, expected, sha256=digest.hexdigest(), size=done)
         os.replace(tmp, dest)
@@ -450,6 +462,7 @@ def _download(url: str, dest: Path, *, what: str, expected: Expected | None = No
                         hint=_SPACE_HINT) from None
     finally:
         tmp.unlink(missing_ok=True)
-    if total > PROGRESS_MIN:
-        secs = time.monotonic() - start
-        ui.info(f"    {what}: {done / 2**20:.1f} MiB in {secs:.1f} s")
+
+
+def _ignore(_n: int) -> None:
+    pass
