@@ -137,9 +137,10 @@ def _emit(message: str, *, style: str = "", err_word: str = "") -> None:
         for raw in message.splitlines() or [""]:
             line = format_line(raw, name)
             text = Text()
-            if name is not None and line.startswith(f"[{name}]"):
+            if name is not None and line.startswith(f"[{name}] "):
                 text.append(f"[{name}]", style=_guest_style(name))
-                line = line[len(name) + 2:]
+                text.append(" ")
+                line = line[len(name) + 3:]
             if err_word:
                 text.append(err_word, style="bold yellow")
             text.append(line, style=style)
