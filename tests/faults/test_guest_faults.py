@@ -55,7 +55,7 @@ def _up_ok(lab: Lab, *extra: str) -> str:
 
 def test_up_killed_during_boot_wait_then_down_is_quick(lab: Lab, tmp_path: Path) -> None:
     first = spawn(argv("up", lab.file), tmp_path / "up1.log")
-    first.wait_for(r"fg: kernel after")
+    first.wait_for(r"\[fg\] +kernel after")
     first.kill9()
     assert "fg: booting (no SSH yet)" in _status(lab)
     started = time.monotonic()
@@ -71,12 +71,12 @@ def test_up_killed_during_boot_wait_then_down_is_quick(lab: Lab, tmp_path: Path)
 def test_up_killed_during_boot_wait_then_up_waits_for_that_boot(lab: Lab,
                                                                  tmp_path: Path) -> None:
     first = spawn(argv("up", lab.file), tmp_path / "up1.log")
-    first.wait_for(r"fg: (kernel|initramfs) after")
+    first.wait_for(r"\[fg\] +(kernel|initramfs) after")
     pid = qemu_pid(lab.state, lab.guest)
     first.kill9()
     out = _up_ok(lab)
     assert "a boot started" in out and "is in progress" in out, out
-    assert "fg: userspace after" in out  # the milestones of the boot it found
+    assert "[fg]   userspace after" in out  # the milestones of the boot it found
     assert qemu_pid(lab.state, lab.guest) == pid  # the same QEMU, not a second boot
     assert "fg: running (pid" in _status(lab)
 
