@@ -85,6 +85,8 @@ def run_jobs(jobs: Sequence[Job[T]], *, limit: int,
                                           time.monotonic() - start, trace)
             else:
                 out = Outcome(job.name, value, None, start, time.monotonic() - start)
+            # its live line stops here; `on_end` may put a better word on it
+            ui.guest_finished(job.name, "done" if out.ok else "failed", out.ok)
         return out
 
     if limit == 1 or len(jobs) == 1:

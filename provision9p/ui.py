@@ -174,15 +174,20 @@ def step(title: str) -> Iterator[None]:
     name = current_guest()
     info(f"==> {title}")
     start = time.monotonic()
-    board = _board
-    if board is not None and name is not None:
-        board.set_step(name, format_line(title, name).split("] ", 1)[1])
-    yield
+    board_now = _board
+    short = format_line(title, name).split("] ", 1)[1] if name is not None else title
+    if board_now is not None and name is not None:
+        board_now.push_step(name, short)
+    try:
+        yield
+    finally:
+        if board_now is not None and name is not None:
+            board_now.pop_step(name)
     took = time.monotonic() - start
     if name is None:
         info(f"    done in {took:.1f} s")
     else:
-        info(f"{format_line(title, name).split('] ', 1)[1]}: done in {took:.1f} s")
+        info(f"{short}: done in {took:.1f} s")
 
 
 def status(text: str) -> None:
@@ -190,7 +195,7 @@ def status(text: str) -> None:
     board_now = _board
     name = current_guest()
     if board_now is not None and name is not None:
-        board_now.set_step(name, text)
+        board_now.push_step(name, text)
 
 
 # --- downloads ----------------------------------------------------------------------------
@@ -250,9 +255,9 @@ def _download_progress(console: Console) -> Progress:
 @dataclass
 class _Row:
     name: str
-    step: str = "waiting"
+    # the steps it is in, outermost first, each with when it began
+    steps: list[tuple[str, float]] = field(default_factory=list)
     started: float | None = None
-    step_started: float | None = None
     ended: float | None = None
     outcome: str = ""  # "" while it works; then the final word (up, failed, stopped...)
     ok: bool = True
@@ -267,10 +272,15 @@ class _Board:
     rows: dict[str, _Row] = field(default_factory=dict)
     live: Live | None = None
 
-    def set_step(self, name: str, text: str) -> None:
+    def push_step(self, name: str, text: str) -> None:
         row = self.rows.get(name)
         if row is not None:
-            row.step, row.step_started = text, time.monotonic()
+            row.steps.append((text, time.monotonic()))
+
+    def pop_step(self, name: str) -> None:
+        row = self.rows.get(name)
+        if row is not None and row.steps:
+            row.steps.pop()
 
     def render(self) -> Group:
         grid = Table.grid(padding=(0, 1))
@@ -288,9 +298,13 @@ class _Board:
             else:
                 mark = Spinner("dots", style="cyan")
             took = ((row.ended or now) - row.started) if row.started is not None else 0.0
-            step = row.outcome or row.step
-            if not row.outcome and row.step_started is not None:
-                step += f" ({now - row.step_started:.0f} s)"
+            if row.outcome:
+                step = row.outcome
+            elif row.steps:
+                text, since = row.steps[-1]
+                step = f"{text} ({now - since:.0f} s)"
+            else:
+                step = "waiting" if row.started is None else "working"
             grid.add_row(mark, Text(row.name, style=_guest_style(row.name)),
                          Text(f"{took:5.1f} s", style="dim"),
                          Text(step, style="" if row.ok else "red"))
@@ -361,9 +375,7 @@ def board(names: Sequence[str]) -> Iterator[None]:
 def guest_started(name: str) -> None:
     board_now = _board
     if board_now is not None and name in board_now.rows:
-        row = board_now.rows[name]
-        row.started = row.step_started = time.monotonic()
-        row.step = "starting"
+        board_now.rows[name].started = time.monotonic()
 
 
 def guest_finished(name: str, outcome: str, ok: bool) -> None:
