@@ -209,7 +209,10 @@ def cache_entry_lock(target: Path, what: str) -> Iterator[None]:
             ui.info(f"    waiting for {what}: {holder}")
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} is making it\n".encode(), 0)
+        # several guests of one `up` share a pid: name the guest too
+        guest = ui.current_guest()
+        maker = f"pid {os.getpid()}" + (f" (for {guest})" if guest else "")
+        os.pwrite(fd, f"{maker} is making it\n".encode(), 0)
         yield
     finally:
         os.close(fd)
