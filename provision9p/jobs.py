@@ -9,11 +9,11 @@ broken guest must not leave the rest of a lab down. What jobs share is passed in
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -62,8 +62,8 @@ def run_jobs(jobs: Sequence[Job[T]], *, limit: int,
              on_end: Callable[[Outcome[T]], None] | None = None) -> list[Outcome[T]]:
     """Run every job, at most `limit` at once; outcomes in the jobs' order.
 
-    Ctrl-C stops jobs not yet started (their outcome: Cancelled) and lets the running
-    ones reach their end, since they own subprocesses and staging dirs they clean up.
+    Ctrl-C ends the run at once: jobs not yet started never start, running ones are
+    left behind as a killed run would leave them.
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
@@ -97,20 +97,35 @@ def run_jobs(jobs: Sequence[Job[T]], *, limit: int,
                 on_end(outcomes[job.name])
         return [outcomes[j.name] for j in jobs]
 
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="guest") as pool:
-        futures: dict[Future[Outcome[T]], Job[T]] = {pool.submit(one, j): j for j in jobs}
-        pending = set(futures)
-        try:
-            while pending:
+    todo: queue.SimpleQueue[Job[T]] = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
+    ended: queue.SimpleQueue[Outcome[T]] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            ended.put(one(job))
+
+    # Daemon threads: on Ctrl-C the run ends without waiting for a guest's boot; what a
+    # job leaves is what a killed `up` leaves (a QEMU booting on its own, a staging dir
+    # for the next run to clear), which `up` and `down` already handle.
+    for i in range(min(limit, len(jobs))):
+        threading.Thread(target=worker, name=f"guest-{i}", daemon=True).start()
+    try:
+        while len(outcomes) < len(jobs):
+            try:
                 # a timeout, so Ctrl-C reaches this thread while the workers run
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for f in done:
-                    outcomes[futures[f].name] = f.result()
-                    if on_end is not None:
-                        on_end(outcomes[futures[f].name])
-        except KeyboardInterrupt:
-            stop.set()
-            for f in pending:
-                f.cancel()
-            raise
+                out = ended.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            outcomes[out.name] = out
+            if on_end is not None:
+                on_end(out)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
     return [outcomes[j.name] for j in jobs]

@@ -83,3 +83,33 @@ def test_default_jobs_is_the_host_cores() -> None:
     import os
 
     assert default_jobs() == len(os.sched_getaffinity(0))
+
+
+CTRL_C = """
+import sys, time
+from provision9p.jobs import Job, run_jobs
+def slow():
+    print("started", flush=True)
+    time.sleep(60)
+try:
+    run_jobs([Job("a", slow), Job("b", slow), Job("c", slow)], limit=2)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_ends_the_run_without_waiting_for_running_jobs() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "started\n"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and out.endswith("interrupted\n")
+    assert time.monotonic() - start < 10  # not the jobs' 60 s
+    assert out.count("started") <= 1  # the third job never started
