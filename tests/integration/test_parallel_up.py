@@ -51,7 +51,7 @@ def test_one_failing_guest_does_not_stop_the_other(lab: Path, p9: Any) -> None:
     assert good["pid"] and good["ssh_port"] and good["timings"]["boot"]["ssh"] > 0
     assert good["checks"]["passed"] > 0 and good["checks"]["failed"] == []
     assert bad["state"] == "failed" and bad["pid"] is None
-    assert bad["error"]["type"] == "TaskError", bad["error"]
+    assert bad["error"]["type"] == "TaskFailed" and bad["error"]["exit_code"] == 1, bad
     assert "broken on purpose" in bad["error"]["message"]
     assert doc["failed"] == ["bad"] and doc["ok"] is False
     status = p9("-f", str(lab), "status").stdout
