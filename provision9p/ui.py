@@ -358,9 +358,11 @@ def board(names: Sequence[str]) -> Iterator[None]:
     live = None
     try:
         if live_wanted:
+            # results printed on stdout (the verify report) go above the live lines when
+            # stdout is the same terminal; into a pipe or file they go untouched
             live = Live(get_renderable=the_board.render, console=console,
                         refresh_per_second=4, transient=True,
-                        redirect_stdout=False, redirect_stderr=False)
+                        redirect_stdout=interactive(sys.stdout), redirect_stderr=False)
             the_board.live = live
             live.start()
         yield
