@@ -4,6 +4,9 @@ Each stage is its own package; this file only sequences them (for `up`, and for 
 commands that run one stage on resolved targets: down, status, apply, verify) and keeps
 the promise that a second `up` on an unchanged, running lab changes nothing and says so
 within seconds. It takes Targets resolved by the command and hands them down.
+
+`up` and `down` run a job per guest (jobs.py), several at once; lab-wide work has its
+place before and after the guests' jobs (`_before_guests`, `_after_guests`).
 """
 
 from __future__ import annotations
