@@ -68,9 +68,12 @@ def test_a_bug_in_a_job_keeps_its_traceback_for_debug() -> None:
 
 
 def test_on_end_hears_each_job_once_as_it_ends() -> None:
+    def slow() -> float:
+        time.sleep(0.3)
+        return 0.3
+
     heard: list[Outcome[float]] = []
-    run_jobs([Job("slow", lambda: time.sleep(0.3) or 0.3),
-              Job("quick", lambda: 0.0)], limit=2, on_end=heard.append)
+    run_jobs([Job("slow", slow), Job("quick", lambda: 0.0)], limit=2, on_end=heard.append)
     assert [o.name for o in heard] == ["quick", "slow"]
 
 

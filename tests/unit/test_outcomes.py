@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -29,7 +30,7 @@ def _run(*jobs: tuple[str, object]) -> UpRun:
             g.checks_passed = 7
         return g
 
-    results = run_jobs([Job(n, lambda n=n, w=w: job(n, w)) for n, w in jobs], limit=2)
+    results = run_jobs([Job(n, functools.partial(job, n, w)) for n, w in jobs], limit=2)
     return UpRun("lab", results, guests, 20.0)
 
 
