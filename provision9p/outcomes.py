@@ -144,8 +144,9 @@ def final_error(run: UpRun) -> Provision9pError | BaseException | None:
         return VerifyError("some checks failed (see above)",
                            hint="`provision9p verify` reruns them; `provision9p console GUEST` "
                                 "shows the boot log")
+    came_up = len(run.results) > len(failed)
     return GuestsFailed(
-        f"{len(failed)} of {len(run.results)} guest(s) failed: {', '.join(failed)} "
-        "(each one's error is above)",
-        f"fix it and run `provision9p up {' '.join(failed)}`; the guests that came up stay up",
+        f"{len(failed)} of {len(run.results)} guest(s) failed: {', '.join(failed)}",
+        f"fix it and run `provision9p up {' '.join(failed)}`"
+        + ("; the guests that came up stay up" if came_up else ""),
         2 if codes == {2} and len(errors) == len(failed) else 1)
