@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab.helpers import problems
 
 from provision9p import inventory
 from provision9p.cli import main
 from provision9p.lab import LabSpec, validate_text
 from provision9p.state import BootRecord, GuestState
-from tests.lab.helpers import problems
 
 pytestmark = pytest.mark.unit
 
