@@ -26,6 +26,7 @@ from provision9p.target import Target
 from provision9p.tasks.engine import Play, load_play
 from provision9p.tasks.phases import ssh_phase, tree_hook
 from provision9p.verify.preflight import share_warnings
+from provision9p.verify.report import CheckResult, print_report
 from provision9p.verify.runner import verify_guest
 
 
@@ -37,6 +38,7 @@ class GuestOutcome:
     roles_changed: int = 0
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -119,6 +121,7 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
         plugin = verify_guest(target)
         out.checks_passed = plugin.passed
         out.checks_failed = plugin.failed
+        out.checks = plugin.checks
     return out
 
 
@@ -140,10 +143,14 @@ def _report(outcomes: list[GuestOutcome], seconds: float) -> int:
         print(f"{o.name}: {status}{checks}")
         for note in o.notes:
             print(f"  {note}")
-        for f in o.checks_failed:
+        for f in o.checks_failed if not o.checks else ():  # else the report shows them
             print(f"  failed: {f}")
     changed = any(o.built or o.booted or o.roles_changed for o in outcomes)
     print(f"{'changed' if changed else 'no change'}; {len(outcomes)} guest(s) in {seconds:.1f} s")
+    report = [c for o in outcomes for c in o.checks]
+    if report:  # the verify report comes last: what a person reads first after `up`
+        print()
+        print_report(report)
     if failed:
         raise VerifyError("some checks failed (see above)",
                           hint="`provision9p verify` reruns them; `provision9p console GUEST` "
@@ -215,15 +222,11 @@ def apply(targets: list[Target], *, check: bool = False, diff: bool = False,
             conn.close()
 
 
-def verify(targets: list[Target]) -> None:
-    """`verify`: the share checks and the lab's own files; VerifyError when any failed."""
+def verify(targets: list[Target]) -> list[CheckResult]:
+    """`verify`: the share checks and the lab's own files, every guest's outcome."""
     for t in targets:
         t.require_running()
-    failed: list[str] = []
-    for t in targets:
-        failed += verify_guest(t).failed
-    if failed:
-        raise VerifyError(f"{len(failed)} check(s) failed:\n" + "\n".join(f"  {f}" for f in failed))
+    return [c for t in targets for c in verify_guest(t).checks]
 
 
 def export(target: Target, output: Path) -> None:
