@@ -155,8 +155,12 @@ def _message(report: pytest.TestReport) -> str:
     if isinstance(longrepr, tuple):  # a skip: (file, line, reason)
         return str(longrepr[2]).removeprefix("Skipped: ")
     crash = getattr(longrepr, "reprcrash", None)
-    message = getattr(crash, "message", None)
-    return str(message if message else longrepr or "")
+    message = str(getattr(crash, "message", None) or longrepr or "")
+    # pytest's `+  where x = repr(...)` lines show objects' reprs, noise in a report;
+    # the failing command is shown on its own.
+    lines = [line for line in message.removeprefix("AssertionError: ").splitlines()
+             if not line.lstrip().startswith("+")]
+    return "\n".join(lines)
 
 
 def _output(res: Any) -> str:
@@ -175,7 +179,7 @@ def verify_guest(target: Target) -> VerifyPlugin:
     ini.write_text("[pytest]\n")
     args = [
         "-c", str(ini), "--rootdir", "/", "-p", "no:cacheprovider", "-p", "no:terminal",
-        "--import-mode=importlib", "--tb=short",
+        "--import-mode=importlib",
         "--hosts", f"paramiko://root@127.0.0.1:{port}", str(CHECKS),
         *[str(p) for p in guest.verify],
     ]
