@@ -14,17 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provision9p import __version__, ui
-from provision9p.commands import (
-    apply,
-    doc,
-    guests,
-    host,
-    inventory,
-    kernel,
-    lab,
-    rootfs,
-    verify,
-)
+from provision9p.commands import apply, doc, guests, host, inventory, kernel, lab, rootfs, verify
 from provision9p.commands.common import LAB_HELP
 from provision9p.errors import LabError, Provision9pError
 
