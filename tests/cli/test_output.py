@@ -177,3 +177,25 @@ def test_a_closed_pipe_ends_quietly(lab: Path, args: list[str]) -> None:
         os.close(write)
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
     assert res.returncode in (0, 1, 141), res.stderr
+
+
+def test_up_ends_with_the_verify_report(capsys: pytest.CaptureFixture[str]) -> None:
+    from provision9p.errors import VerifyError
+    from provision9p.pipeline import GuestOutcome, _report
+
+    ok = [r for r in _results() if r.outcome != "failed"]
+    _report([GuestOutcome("demo", booted=True, checks_passed=2, checks=ok)], 12.0)
+    out = capsys.readouterr().out
+    assert out.endswith(
+        "changed; 1 guest(s) in 12.0 s\n\n"
+        "demo  data         mounted 9p2000.L msize=512000  ok\n"
+        "demo  ro           guest write reaches host       skipped\n"
+        "web   test_web.py  sshd runs                      ok\n"
+        "warning: demo ro guest write reaches host: slow\n"), out
+    failed = GuestOutcome("demo", booted=True, checks=_results(),
+                          checks_failed=["demo data readonly as asked"])
+    with pytest.raises(VerifyError):
+        _report([failed], 1.0)
+    out = capsys.readouterr().out
+    assert "  failed: " not in out  # the report below says it, with the command
+    assert out.endswith("    stderr: denied\n")
