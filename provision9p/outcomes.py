@@ -13,6 +13,7 @@ from typing import Any
 
 from provision9p.errors import Provision9pError, VerifyError
 from provision9p.jobs import Cancelled, Outcome
+from provision9p.verify.report import CheckResult
 
 
 @dataclass
@@ -25,6 +26,7 @@ class GuestOutcome:
     roles_changed: int = 0
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)  # the verify report's lines
     notes: list[str] = field(default_factory=list)
     pid: int | None = None
     ssh_port: int | None = None
@@ -87,7 +89,7 @@ def summary_lines(run: UpRun) -> list[str]:
         where.append(f"{r.seconds:.1f} s")
         lines.append(f"{r.name}: {word}{checks} ({', '.join(where)})")
         lines += [f"  {note}" for note in g.notes]
-        lines += [f"  failed: {f}" for f in g.checks_failed]
+        lines += [f"  failed: {f}" for f in g.checks_failed if not g.checks]  # else the report
         if r.error is not None:
             lines.append(f"  error: {first_line(r.error)}")
     failed = run.failed
@@ -112,7 +114,8 @@ def guest_json(run: UpRun, result: Outcome[GuestOutcome]) -> dict[str, Any]:
         "state": run.state(result.name), "pid": g.pid, "ssh_port": g.ssh_port,
         "seconds": round(result.seconds, 2), "timings": g.timings, "built": g.built,
         "booted": g.booted, "roles_changed": g.roles_changed,
-        "checks": {"passed": g.checks_passed, "failed": g.checks_failed},
+        "checks": {"passed": g.checks_passed, "failed": g.checks_failed,
+                   "results": [c.as_json() for c in g.checks]},
         "notes": g.notes, "error": error_json(result.error),
     }
 

@@ -22,7 +22,7 @@ from provision9p import ui
 from provision9p.boot import supervisor
 from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
-from provision9p.errors import UsageError, VerifyError
+from provision9p.errors import UsageError
 from provision9p.jobs import Cancelled, Job, Outcome, default_jobs, run_jobs
 from provision9p.lab.model import LabSpec
 from provision9p.outcomes import GuestOutcome, UpRun, first_line
@@ -32,6 +32,7 @@ from provision9p.target import Target
 from provision9p.tasks.engine import Play, load_play
 from provision9p.tasks.phases import ssh_phase, tree_hook
 from provision9p.verify.preflight import share_warnings
+from provision9p.verify.report import CheckResult
 from provision9p.verify.runner import verify_guest
 
 # Lines a guest's job prints once it ends (the plain log's last word about it).
@@ -164,6 +165,7 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
             plugin = verify_guest(target)
         out.checks_passed = plugin.passed
         out.checks_failed = plugin.failed
+        out.checks = plugin.checks
     return out
 
 
@@ -244,15 +246,11 @@ def apply(targets: list[Target], *, check: bool = False, diff: bool = False,
             conn.close()
 
 
-def verify(targets: list[Target]) -> None:
-    """`verify`: the share checks and the lab's own files; VerifyError when any failed."""
+def verify(targets: list[Target]) -> list[CheckResult]:
+    """`verify`: the share checks and the lab's own files, every guest's outcome."""
     for t in targets:
         t.require_running()
-    failed: list[str] = []
-    for t in targets:
-        failed += verify_guest(t).failed
-    if failed:
-        raise VerifyError(f"{len(failed)} check(s) failed:\n" + "\n".join(f"  {f}" for f in failed))
+    return [c for t in targets for c in verify_guest(t).checks]
 
 
 def export(target: Target, output: Path) -> None:

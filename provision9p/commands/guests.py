@@ -38,6 +38,8 @@ def register(sub: SubParsers) -> None:
     p = sub.add_parser("status", help="which guests run, on which port")
     add_lab_option(p)
     add_guests(p)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document (per guest: state, pid, ssh port, timings)")
     p.set_defaults(func=status_command)
 
     p = sub.add_parser("ssh", help="a shell or a command in a guest (`ssh GUEST -- CMD`)")
@@ -91,11 +93,25 @@ def down_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from provision9p import pipeline
+    from provision9p import jsonout, tables
+    from provision9p.boot import supervisor
 
     _lab, chosen = targets(args)
-    for t in chosen:
-        print(pipeline.status(t))
+    if args.json:
+        jsonout.dump({"guests": [jsonout.guest_state(t) for t in chosen]})
+        return 0
+    found = [(t.name, supervisor.status(t)) for t in chosen]
+    plain = "".join(f"{name}: {st.describe()}\n" for name, st in found)
+    rows = [[name, st.state, str(st.pid or "-"),
+             f"127.0.0.1:{st.ssh_port}" if st.ssh_port else "-", st.accel or "-",
+             f"{st.since:.0f} s" if st.since is not None else "-"] for name, st in found]
+    tables.print_table(("GUEST", "STATE", "PID", "SSH", "ACCEL", "UP"), rows,
+                       status_column=1, plain=plain)
+    if tables.is_terminal(sys.stdout):
+        for name, st in found:
+            if st.console_tail:
+                print(f"{name} crashed; its last console lines:")
+                print("\n".join(f"  {line}" for line in st.console_tail.splitlines()))
     return 0
 
 

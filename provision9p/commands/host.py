@@ -6,6 +6,7 @@ import argparse
 
 from provision9p.commands.common import SubParsers, add_lab_option, open_lab
 from provision9p.host.doctor import Finding, install_packages, run_checks
+from provision9p.tables import print_table
 
 
 def register(sub: SubParsers) -> None:
@@ -16,6 +17,7 @@ def register(sub: SubParsers) -> None:
     add_lab_option(p)
     p.add_argument("--install", action="store_true",
                    help="apt-get install the missing Debian packages, then check again")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=doctor)
 
 
@@ -26,9 +28,20 @@ def doctor(args: argparse.Namespace) -> int:
     if args.install and packages:
         install_packages(packages)
         findings = run_checks(lab)
-    print(f"host check for {lab.source}:")
-    print(format_findings(findings))
     failed = [f for f in findings if not f.ok and f.required]
+    if args.json:
+        from provision9p import jsonout
+
+        jsonout.dump({"lab": lab.source, "ok": not failed, "checks": [
+            {"name": f.name, "ok": f.ok, "required": f.required, "status": f.status,
+             "detail": f.detail, "fix": f.fix or None, "package": f.package}
+            for f in findings]})
+        return 1 if failed else 0
+    print(f"host check for {lab.source}:")
+    rows = [[f.status, f.name, f.detail + (f"\nfix: {f.fix}" if not f.ok and f.fix else "")]
+            for f in findings]
+    print_table(("STATUS", "CHECK", "DETAIL"), rows, status_column=0,
+                plain=format_findings(findings))
     if failed:
         still = sorted({f.package for f in failed if f.package})
         tail = f"; `provision9p doctor --install` installs {' '.join(still)}" if still else ""

@@ -39,7 +39,11 @@ def check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:
-        print(describe(report))
+        from provision9p.tables import print_table
+
+        lines = describe(report).splitlines()
+        rows = [[line[:9].strip(), line[9:]] for line in lines]
+        print_table(("", ""), rows, status_column=1, show_header=False, plain="\n".join(lines))
     return 1 if report.verdict == "unbootable" else 0
 
 

@@ -11,6 +11,7 @@ from provision9p import ui
 from provision9p.errors import Provision9pError
 from provision9p.jobs import Outcome
 from provision9p.outcomes import UpRun, final_error, first_line, summary_lines, to_json
+from provision9p.verify.report import print_report
 
 
 def _positive(text: str) -> int:
@@ -37,6 +38,10 @@ def print_up(run: UpRun, *, as_json: bool) -> int:
         print()
         for line in summary_lines(run):
             print(line)
+        report = [c for g in run.guests.values() for c in g.checks]
+        if report:  # the verify report comes last: what a person reads first after `up`
+            print()
+            print_report(report)
     if error is None:
         return 0
     if len(run.results) > 1:

@@ -22,6 +22,9 @@ MULTIDEVS = ("remap", "forbid", "warn")
 # writeback bit exists only inside the numeric bitmask. "readahead" came with Linux 6.4.
 CACHE_MODES = ("none", "loose", "fscache", "mmap", "readahead")
 VERSIONS = ("9p2000.L", "9p2000.u", "9p2000")
+# Inventory groups: Ansible warns about names outside this pattern, and makes these two.
+GROUP_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+IMPLICIT_GROUPS = ("all", "ungrouped")
 # Linux's virtio 9P transport clamps msize to this on the 6.1 guest kernel (DESIGN.md).
 VIRTIO_MSIZE_CAP = 512000
 
@@ -155,6 +158,8 @@ class GuestSpec:
     #: Ansible's play keywords: gather facts once at the start of a run, which subsets.
     gather_facts: bool = True
     gather_subset: tuple[str, ...] = ("all",)
+    #: Ansible inventory groups besides `all` and the lab's own (provision9p/inventory.py).
+    groups: tuple[str, ...] = ()
 
     @property
     def all_shares(self) -> tuple[Share, ...]:

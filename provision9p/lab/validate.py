@@ -20,6 +20,8 @@ from provision9p.lab import yamlpos
 from provision9p.lab.checker import Checker, P, show
 from provision9p.lab.model import (
     ARCHES,
+    GROUP_NAME,
+    IMPLICIT_GROUPS,
     MACHINES,
     GuestSpec,
     KernelSpec,
@@ -51,6 +53,7 @@ TOP_KEYS = ("name", "state_dir", "allow_passthrough", "roles_path", "defaults", 
 GUEST_KEYS = (
     "arch", "machine", "memory", "cpus", "accel", "kernel", "rootfs", "shares",
     "network", "boot_timeout", "roles", "vars", "verify", "gather_facts", "gather_subset",
+    "groups",
 )
 KERNEL_KEYS = ("package", "image", "modules", "initramfs", "cmdline")
 ROOTFS_KEYS = (
@@ -317,6 +320,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         if not p.is_file():
             check.err((*path, "verify", i), f"no such test file: {p}")
         verify.append(p)
+    groups = _groups(g, path, check)
     if root is None:
         return None
     spec = GuestSpec(
@@ -324,9 +328,23 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         cpus=cpus, accel=accel, kernel=kernel, rootfs=rootfs, root=root,
         shares=tuple(sh for _, sh in shares), ssh_port=port, boot_timeout=timeout,
         roles=roles, vars=gvars, verify=tuple(verify), gather_facts=gather,
-        gather_subset=subset,
+        gather_subset=subset, groups=groups,
     )
     return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(keys))
+
+
+def _groups(g: Mapping[str, Any], path: P, check: Checker) -> tuple[str, ...]:
+    """Inventory group names Ansible takes without a warning; `all`/`ungrouped` are its own."""
+    out = []
+    for i, group in enumerate(check.strings(g, path, "groups")):
+        if group in IMPLICIT_GROUPS:
+            check.err((*path, "groups", i), f"{group!r} is a group Ansible makes itself")
+        elif not re.match(GROUP_NAME, group):
+            check.err((*path, "groups", i), f"expected a group name (letters, digits, _; "
+                      f"not starting with a digit), got {show(group)}")
+        elif group not in out:
+            out.append(group)
+    return tuple(out)
 
 
 def _kernel(g: Mapping[str, Any], kpath: P, check: Checker, base: Path,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provision9p import inventory
 from provision9p.errors import TaskError
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.tasks.model import Role, RoleDep
@@ -58,9 +59,14 @@ def resolve(merged: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     return merged
 
 
+#: Facts gathered in this process (this run), by (lab state dir, guest): `hostvars` of a
+#: guest whose play ran earlier in the run shows them, as Ansible's does after its setup.
+_GATHERED: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 class HostVars(Mapping[str, Any]):
-    """`hostvars`: this guest's current variables; the lab's other guests by their
-    lab vars (they are not part of this run)."""
+    """`hostvars`: this guest's current variables; each other guest of the lab by its lab
+    vars, groups, SSH endpoint while it runs, and its facts once gathered in this run."""
 
     def __init__(self, state: HostState) -> None:
         self.state = state
@@ -68,9 +74,10 @@ class HostVars(Mapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         if name == self.state.guest.name:
             return self.state.last
-        for guest in self.state.lab.guests:
+        lab = self.state.lab
+        for guest in lab.guests:
             if guest.name == name:
-                return {**guest.vars, "inventory_hostname": name}
+                return other_host_vars(lab, guest)
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
@@ -80,12 +87,33 @@ class HostVars(Mapping[str, Any]):
         return len(self.state.lab.guests)
 
 
+def other_host_vars(lab: LabSpec, guest: GuestSpec) -> dict[str, Any]:
+    """Another guest's variables as a play of this guest sees them (no role scope)."""
+    out: dict[str, Any] = {"inventory_hostname": guest.name,
+                           "inventory_hostname_short": guest.name.split(".")[0],
+                           "group_names": inventory.group_names(lab, guest),
+                           **_endpoint(lab, guest), **inventory.extra_host_vars(guest)}
+    facts = _GATHERED.get((str(lab.state_dir), guest.name))
+    if facts:
+        out.update({"ansible_facts": facts, **{f"ansible_{k}": v for k, v in facts.items()}})
+    out.update(guest.vars)
+    return out
+
+
+def _endpoint(lab: LabSpec, guest: GuestSpec) -> dict[str, Any]:
+    """ansible_host/ansible_port while the guest runs (what the inventory prints)."""
+    up = inventory.reachable(lab, guest)
+    return {"ansible_host": "127.0.0.1", "ansible_port": up.port} if up else {}
+
+
 class HostState:
     def __init__(self, guest: GuestSpec, lab: LabSpec, magic: dict[str, Any],
                  facts: dict[str, Any], extra: dict[str, Any], play: list[PlayRole]) -> None:
         self.guest, self.lab = guest, lab
         self.magic = {**magic, "hostvars": HostVars(self)}
         self.facts = dict(facts)
+        # the same dict: facts a later task adds (setup, clear_facts) show in hostvars too
+        _GATHERED[(str(lab.state_dir), guest.name)] = self.facts
         self.set_facts: dict[str, Any] = {}
         self.registered: dict[str, Any] = {}
         self.extra = extra
@@ -174,12 +202,14 @@ def _all_deps(pr: PlayRole) -> list[PlayRole]:
 
 def magic_vars(guest: GuestSpec, lab: LabSpec, *, check: bool, diff: bool,
                tags: set[str] | None, skip_tags: set[str] | None) -> dict[str, Any]:
-    names = [g.name for g in lab.guests]
     return {
         "inventory_hostname": guest.name,
         "inventory_hostname_short": guest.name.split(".")[0],
-        "groups": {"all": names, "ungrouped": names},
-        "group_names": ["ungrouped"],
+        # The groups of `provision9p inventory`: all, ungrouped, the lab's, the guests'.
+        "groups": inventory.group_map(lab),
+        "group_names": inventory.group_names(lab, guest),
+        **_endpoint(lab, guest),
+        **inventory.extra_host_vars(guest),
         # One guest per run: the play's hosts are this guest (run_once holds trivially).
         "play_hosts": [guest.name], "ansible_play_hosts": [guest.name],
         "ansible_play_hosts_all": [guest.name], "ansible_play_batch": [guest.name],

@@ -18,6 +18,7 @@ from provision9p.connect.ssh import open_client
 from provision9p.lab.model import Share
 from provision9p.rootfs.metadata import open_store
 from provision9p.target import Target
+from provision9p.verify.report import CheckResult, check_name, failures
 
 CHECKS = Path(__file__).with_name("share_checks.py")
 
@@ -30,14 +31,19 @@ def share_facts(share: Share) -> dict[str, Any]:
 
 
 class VerifyPlugin:
-    """Fixtures for share_checks.py and the pinned SSH client for testinfra."""
+    """Fixtures for share_checks.py, the pinned SSH client for testinfra, and the report:
+    each test's outcome as a CheckResult (pytest's own terminal output is off)."""
 
     def __init__(self, target: Target, port: int) -> None:
         self.guest, self.port = target.guest, port
+        self.base = target.lab.base_dir
         self.uid, self.gid = target.run_as.uid, target.run_as.gid
         self.client = open_client(target, port)
-        self.failed: list[str] = []
-        self.passed = 0
+        self.results: dict[str, CheckResult] = {}
+        self.extra: list[CheckResult] = []  # collection errors, pytest's own failure
+        self._last: tuple[str, Any] | None = None  # the current test's last command
+
+    # -- what the checks need -------------------------------------------------------
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "share" in metafunc.fixturenames:
@@ -56,35 +62,130 @@ class VerifyPlugin:
             for h in hosts if isinstance(hosts, list) else [hosts]:
                 if getattr(h.backend, "NAME", "") == "paramiko":
                     h.backend.client = self.client
+                    self._record_commands(h.backend)
+        for item in session.items:
+            self.results[item.nodeid] = self._result_for(item)
+
+    def _record_commands(self, backend: Any) -> None:
+        """Keep the last command a check ran: a failure shows it with its output."""
+        run = backend.run
+
+        def recorded(command: str, *args: str, **kwargs: Any) -> Any:
+            res = run(command, *args, **kwargs)
+            self._last = (backend.get_command(command, *args), res)
+            return res
+
+        backend.run = recorded
+
+    def _result_for(self, item: pytest.Item) -> CheckResult:
+        callspec = getattr(item, "callspec", None)
+        params = dict(callspec.params) if callspec is not None else {}
+        share = params.pop("share", None)
+        params.pop("_testinfra_host", None)
+        name = check_name(getattr(item, "originalname", item.name))
+        if params:
+            name += " [" + ", ".join(f"{k}={v}" for k, v in params.items()) + "]"
+        where = share["tag"] if share else self._file_name(Path(str(item.path)))
+        return CheckResult(self.guest.name, where, name)
+
+    def _file_name(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.base))
+        except ValueError:
+            return str(path)
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        self._last = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call" and report.passed:
-            self.passed += 1
-        elif report.failed:
-            self.failed.append(report.nodeid)
+        r = self.results.get(report.nodeid)
+        if r is None:
+            return
+        r.seconds += report.duration
+        for key, value in report.user_properties:
+            if key == "detail":
+                r.detail = str(value)
+        if report.failed and r.outcome != "failed":
+            r.outcome = "failed"
+            r.message = _message(report)
+            if self._last is not None:
+                command, res = self._last
+                r.command = command
+                r.output = _output(res)
+        elif report.skipped and r.outcome == "ok":
+            r.outcome = "skipped"
+            r.message = _message(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            where = self._file_name(Path(report.nodeid.split("::")[0]))
+            self.extra.append(CheckResult(self.guest.name, where, "collect", "failed",
+                                          message=str(report.longrepr)))
+
+    def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
+                                location: object) -> None:
+        r = self.results.get(nodeid)
+        text = str(warning_message.message)
+        if r is not None:
+            r.warnings.append(text)
+
+    # -- for the callers ------------------------------------------------------------------
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        return [*self.results.values(), *self.extra]
+
+    @property
+    def passed(self) -> int:
+        return sum(r.outcome == "ok" for r in self.checks)
+
+    @property
+    def failed(self) -> list[str]:
+        return [f"{r.guest} {r.share} {r.check}" for r in failures(self.checks)]
 
     def close(self) -> None:
         self.client.close()
 
 
-def verify_guest(target: Target, *, verbose: bool = True) -> VerifyPlugin:
-    """Run every check for one guest; the plugin holds the outcome."""
+def _message(report: pytest.TestReport) -> str:
+    """The assertion's own message (with pytest's explanation), not the traceback."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (file, line, reason)
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(longrepr, "reprcrash", None)
+    message = str(getattr(crash, "message", None) or longrepr or "")
+    # pytest's `+  where x = repr(...)` lines show objects' reprs, noise in a report;
+    # the failing command is shown on its own.
+    lines = [line for line in message.removeprefix("AssertionError: ").splitlines()
+             if not line.lstrip().startswith("+")]
+    return "\n".join(lines)
+
+
+def _output(res: Any) -> str:
+    lines = [f"exit status {res.rc}"]
+    lines += [f"stdout: {line}" for line in res.stdout.splitlines()]
+    lines += [f"stderr: {line}" for line in res.stderr.splitlines()]
+    return "\n".join(lines)
+
+
+def verify_guest(target: Target) -> VerifyPlugin:
+    """Run every check for one guest; the plugin holds the outcome, nothing is printed."""
     guest = target.guest
     port = target.ssh_port()
     plugin = VerifyPlugin(target, port)
     ini = target.state.dir / "verify.ini"
     ini.write_text("[pytest]\n")
     args = [
-        "-c", str(ini), "--rootdir", "/", "-p", "no:cacheprovider",
-        "--import-mode=importlib", "--no-header", "-o", "console_output_style=classic",
-        "--tb=short", "-rfEw", "--hosts", f"paramiko://root@127.0.0.1:{port}",
-        "-v" if verbose else "-q", str(CHECKS),
+        "-c", str(ini), "--rootdir", "/", "-p", "no:cacheprovider", "-p", "no:terminal",
+        "--import-mode=importlib",
+        "--hosts", f"paramiko://root@127.0.0.1:{port}", str(CHECKS),
         *[str(p) for p in guest.verify],
     ]
     ui.info(f"==> verify {guest.name}: {len(guest.all_shares)} share(s)"
             + (f", {len(guest.verify)} test file(s) of the lab" if guest.verify else ""))
-    # pytest and testinfra print to stdout: the report is the command's result.
-    # Test ids are shown relative to the working directory: the lab's own files by name.
+    # Test files are named relative to the lab's directory.
     # (rootdir is / because pytest names a file outside its rootdir by a directory.)
     cwd = os.getcwd()
     os.chdir(target.lab.base_dir)
@@ -96,6 +197,7 @@ def verify_guest(target: Target, *, verbose: bool = True) -> VerifyPlugin:
         import testinfra.host
 
         testinfra.host.Host._hosts_cache.clear()
-    if rc not in (0, 1) and not plugin.failed:
-        plugin.failed.append(f"pytest exited with status {int(rc)}")
+    if rc not in (0, 1) and not failures(plugin.checks):
+        plugin.extra.append(CheckResult(guest.name, "-", "pytest", "failed",
+                                        message=f"pytest exited with status {int(rc)}"))
     return plugin

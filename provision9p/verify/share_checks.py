@@ -2,6 +2,7 @@
 
 `host` is testinfra's fixture (paramiko backend, pinned host key); `share` and
 `host_store` come from provision9p's verify plugin (provision9p/verify/runner.py).
+`record_property("detail", ...)` is what the report's line shows after the check's name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from typing import Any
 import pytest
 
 from provision9p.rootfs.security import security_model
+
+# The report's short words for where the guest's owner ends up (OwnerOnHost).
+_OWNER_WHERE = {"XATTRS": "owner in xattrs", "METADATA_FILES": "owner in .virtfs_metadata",
+                "HOST_OWNER": "owner on the host file", "NOT_STORED": "owner not kept"}
 
 
 def _mount_entry(host: Any, mount: str) -> dict[str, str]:
@@ -32,7 +37,7 @@ def _options(entry: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def test_mounted_as_9p(host: Any, share: dict[str, Any]) -> None:
+def test_mounted_as_9p(host: Any, share: dict[str, Any], record_property: Any) -> None:
     entry = _mount_entry(host, share["mount"])
     assert entry, f"nothing is mounted at {share['mount']}"
     assert entry["fstype"] == "9p", f"{share['mount']} is {entry['fstype']}, not 9p"
@@ -45,19 +50,22 @@ def test_mounted_as_9p(host: Any, share: dict[str, Any]) -> None:
         assert opts["version"] == version, f"version is {opts['version']}"
     else:
         assert version == "9p2000.L" and "noextend" not in opts
+    record_property("detail", f"{opts.get('version', version)} msize={opts.get('msize', '?')}")
 
 
-def test_msize(host: Any, share: dict[str, Any]) -> None:
+def test_msize(host: Any, share: dict[str, Any], record_property: Any) -> None:
     opts = _options(_mount_entry(host, share["mount"]))
     assert "msize" in opts, "no msize in the mount options"
     effective = int(opts["msize"])
+    record_property("detail", f"{effective} (asked {share['msize']})")
     if effective < share["msize"]:
         warnings.warn(f"{share['tag']}: asked for msize {share['msize']}, the guest kernel "
                       f"uses {effective}", stacklevel=1)
     assert effective >= 4096
 
 
-def test_readonly_as_asked(host: Any, share: dict[str, Any]) -> None:
+def test_readonly_as_asked(host: Any, share: dict[str, Any], record_property: Any) -> None:
+    record_property("detail", "ro" if share["readonly"] else "rw")
     probe = f"{share['mount'].rstrip('/')}/.provision9p-ro-{secrets.token_hex(4)}"
     res = host.run(f"touch {probe} && rm -f {probe}")
     if share["readonly"]:
@@ -67,7 +75,8 @@ def test_readonly_as_asked(host: Any, share: dict[str, Any]) -> None:
         assert res.rc == 0, f"cannot write to {share['mount']}: {res.stderr.strip()}"
 
 
-def test_guest_write_reaches_host(host: Any, share: dict[str, Any], host_store: Any) -> None:
+def test_guest_write_reaches_host(host: Any, share: dict[str, Any], host_store: Any,
+                                  record_property: Any) -> None:
     if share["readonly"]:
         pytest.skip("readonly share")
     name = f".provision9p-verify-{secrets.token_hex(4)}"
@@ -76,6 +85,7 @@ def test_guest_write_reaches_host(host: Any, share: dict[str, Any], host_store: 
     res = host.run(f"printf %s {data} > {path} && chown 4242:4343 {path} && chmod 0640 {path}")
     assert res.rc == 0, res.stderr
     owner = security_model(share["security_model"]).owner_on_host
+    record_property("detail", _OWNER_WHERE[owner.name])
     try:
         st = host_store.lstat(name)
         assert host_store.read_bytes(name) == data.encode()

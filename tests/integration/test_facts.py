@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from provision9p.connect.ssh import SSHConnection, connect
 from provision9p.connect.tree import TreeConnection
 from provision9p.lab import load_lab
 from provision9p.lab.model import GuestSpec
+from provision9p.rootfs.keys import generate
 from provision9p.rootfs.metadata import open_store
 from provision9p.target import resolve
 from provision9p.tasks.facts import gather_facts, offline
@@ -38,7 +41,14 @@ defaults:
   rootfs:
     packages: [acl, python3, python3-apt]  # Ansible's modules need python3; one base tree
 guests:
-  fx: {}
+  fx:
+    groups: [probes]
+    verify: [checks.py]  # a check that fails on purpose: how verify shows a failure
+"""
+
+CHECKS = """\
+def test_fails_on_purpose(host):
+    assert host.run("echo out; echo err >&2; exit 3").rc == 0, "the probe failed"
 """
 
 # Ansible's facts that change from one moment (or one process) to the next: compared
@@ -68,6 +78,7 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
     base.mkdir()
     path = base / "lab.yml"
     path.write_text(LAB)
+    (base / "checks.py").write_text(CHECKS)
     res = p9("-f", str(path), "up", "--no-verify")
     try:
         assert res.returncode == 0, res.stdout + res.stderr
@@ -278,3 +289,75 @@ def test_cost_of_gathering(guest: GuestSpec, ssh: SSHConnection, tree: TreeConne
     finally:
         ssh.run = real_run  # type: ignore[method-assign]
     assert len(calls) == 1
+
+
+# --- other tools reach the guest: inventory, ssh-config; and the verify report --------
+
+
+def test_ansible_with_the_generated_inventory(lab: Path, p9: Any) -> None:
+    """Real Ansible through `provision9p inventory`, host keys checked: it answers with
+    the pinned key, and fails once the known_hosts file names another."""
+    res = p9("-f", str(lab), "inventory")
+    assert res.returncode == 0, res.stderr
+    work = lab.parent / "inventory-run"
+    work.mkdir(exist_ok=True)
+    (work / "inventory.yml").write_text(res.stdout)
+    env = {**os.environ, "ANSIBLE_HOME": str(work / "home"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_SSH_ARGS": "-o ControlMaster=no",
+           "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    cmd = [str(Path(sys.executable).with_name("ansible")), "-i", str(work / "inventory.yml"),
+           "probes", "-m", "raw", "-a", "hostname"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fx | CHANGED | rc=0" in proc.stdout and "\nfx\n" in proc.stdout, proc.stdout
+    known = load_lab(lab).state_dir / "known_hosts"
+    line = known.read_text()
+    other = generate("another").public_line.split()  # a real key, not the guest's
+    known.write_text(" ".join([line.split()[0], *other[:2]]) + "\n")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        known.write_text(line)
+    assert proc.returncode != 0 and "UNREACHABLE" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_ssh_and_scp_with_the_generated_config(lab: Path, p9: Any) -> None:
+    res = p9("-f", str(lab), "ssh-config")
+    assert res.returncode == 0, res.stderr
+    conf = lab.parent / "lab.ssh"
+    conf.write_text(res.stdout)
+    proc = subprocess.run(["ssh", "-F", str(conf), "fx", "true"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    src = lab.parent / "scp-probe.txt"
+    src.write_text("over scp\n")
+    proc = subprocess.run(["scp", "-F", str(conf), str(src), "fx:/tmp/scp-probe.txt"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(["ssh", "-F", str(conf), "fx", "cat /tmp/scp-probe.txt"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "over scp\n", proc.stderr
+
+
+def test_verify_report_junit_and_json(lab: Path, p9: Any) -> None:
+    junit = lab.parent / "verify.xml"
+    res = p9("-f", str(lab), "verify", "--junit", str(junit))
+    assert res.returncode == 1, res.stdout + res.stderr  # the lab's probe fails on purpose
+    out = res.stdout
+    assert re.search(r"^fx +rootfs +mounted 9p2000\.L msize=\d+ +ok$", out, re.M), out
+    assert re.search(r"^fx +checks\.py +fails on purpose +failed$", out, re.M), out
+    assert "fx checks.py fails on purpose: FAILED\n  the probe failed\n  assert 3 == 0\n" \
+           "  last command:" in out, out
+    assert "  last command: echo out; echo err >&2; exit 3\n    exit status 3\n" \
+           "    stdout: out\n    stderr: err\n" in out, out
+    assert "PASSED" not in out and "Traceback" not in res.stderr
+    root = ET.parse(junit).getroot()
+    assert root.get("failures") == "1" and int(root.get("tests") or 0) >= 5
+    res = p9("-f", str(lab), "verify", "--json")
+    assert res.returncode == 1, res.stderr
+    doc = json.loads(res.stdout)
+    (g,) = doc["guests"]
+    assert (g["name"], g["state"], g["groups"]) == ("fx", "running", ["facts_it", "probes"])
+    assert g["ssh_port"] and g["pid"] and g["timings"]["boot_total"] > 0
+    assert doc["failed"] == 1 and doc["passed"] == len(g["checks"]) - 1
+    print(f"\nverify report:\n{out}")

@@ -95,8 +95,12 @@ def test_up_boots_and_verifies(up_result: tuple[int, str, str, float]) -> None:
     rc, out, err, _ = up_result
     assert rc == 0, out + err
     assert re.search(r"web: ok, \d+ checks passed", out), out
-    assert "test_web.py::test_hostname_is_the_guest_name" in out
-    assert "test_web.py::test_sshd_runs" in out
+    # up's last lines: the verify report, one readable line per check
+    assert re.search(r"^web +test_web\.py +hostname is the guest name +ok$", out, re.M), out
+    assert re.search(r"^web +test_web\.py +sshd runs +ok$", out, re.M), out
+    assert re.search(r"^web +data +mounted 9p2000\.L msize=\d+ +ok$", out, re.M), out
+    assert re.match(r"web +\S+ +.* ok$", out.rstrip().splitlines()[-1]), out
+    assert "PASSED" not in out and "warnings summary" not in out
     assert "failed" not in out.lower().replace("0 failed", "")
 
 

@@ -261,3 +261,38 @@ def test_a_multiline_shell_script_keeps_its_lines_and_until_retries_it(tmp_path:
             conn.mkdir(d, mode=0o755)
     play(conn, lab(tmp_path))
     assert conn.read_file("/srv/r") == b"attempts 3\n"
+
+
+def test_groups_and_hostvars_of_the_lab(tmp_path: Path) -> None:
+    # The groups of `provision9p inventory`; another guest by its vars and groups, and
+    # by its facts once a play of it gathered them in this run.
+    from provision9p.lab import validate_text
+    from provision9p.tasks import scope
+
+    _role(tmp_path, """\
+        - copy:
+            dest: /srv/groups
+            content: >-
+              {{ groups | dictsort | map('first') | join(',') }}
+              {{ groups.web | join(',') }} {{ groups.ungrouped | length }}
+              {{ groups['my_lab'] | join(',') }} {{ group_names | join(',') }}
+              {{ hostvars | list | join(',') }} {{ hostvars.h.color }}
+              {{ hostvars.h.group_names | join(',') }} {{ hostvars.h.ansible_port is defined }}
+              {{ hostvars.h.ansible_facts.distribution | default('none') }}
+        """)
+    text = ("name: my-lab\nroles_path: [roles]\nguests:\n"
+            "  g: {roles: [demo], groups: [web, db]}\n  h: {groups: [web], vars: {color: red}}\n")
+    spec = validate_text(text, str(tmp_path / "lab.yml"), tmp_path)
+    conn = tree(tmp_path)
+    play(conn, spec)
+    assert conn.read_file("/srv/groups").decode().split() == [
+        "all,db,my_lab,ungrouped,web", "g,h", "0", "g,h", "db,my_lab,web", "g,h", "red",
+        "my_lab,web", "False", "none"]
+    # As if h's play had gathered its facts earlier in this run.
+    scope._GATHERED[(str(spec.state_dir), "h")] = {"distribution": "Debian"}
+    try:
+        conn.remove("/srv/groups")
+        play(conn, spec)
+    finally:
+        del scope._GATHERED[(str(spec.state_dir), "h")]
+    assert conn.read_file("/srv/groups").decode().split()[-1] == "Debian"

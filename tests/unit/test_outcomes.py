@@ -64,7 +64,7 @@ def test_the_json_document(capsys: pytest.CaptureFixture[str]) -> None:
     web, db = doc["guests"]["web"], doc["guests"]["db"]
     assert (web["state"], web["pid"], web["ssh_port"]) == ("up", 4242, 40022)
     assert web["timings"] == {"boot": {"ssh": 13.2}, "boot_total": 13.2}
-    assert web["checks"] == {"passed": 7, "failed": []} and web["error"] is None
+    assert web["checks"] == {"passed": 7, "failed": [], "results": []} and web["error"] is None
     assert db["state"] == "failed" and db["pid"] is None
     assert db["error"] == {"type": "BootError", "message": "db did not come up",
                            "hint": "look", "exit_code": 1}
