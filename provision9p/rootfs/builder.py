@@ -172,7 +172,7 @@ def _die_with_parent() -> None:
 # debootstrap's per-package lines, and mmdebstrap's few phase lines
 _DEBOOTSTRAP_PHASE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|"
                                 r"Installing)\s+(\S+)")
-_MM_PHASE = re.compile(r"^I: (downloading|extracting|installing|running|cleaning|"
+_MM_PHASE = re.compile(r"^I: (downloading|extracting|installing|cleaning|"
                        r"creating|setting up)")
 
 
