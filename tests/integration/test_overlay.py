@@ -4,7 +4,7 @@ Two guests over one converted base; only the first boots. In it: chown/chmod of 
 file (copy-up keeps the guest's metadata), inode numbers as the host's overlay has them,
 hard links (one from the base, one made in the guest); on the host: the guest's writes are
 in its own upper only, never in the base or the other guest. `rootfs export` sees the
-merged tree; a build remounts a root that lost its mount; removing drops the layer.
+merged tree; a build remounts a root that lost its mount; `rootfs remove` drops the layer.
 """
 
 from __future__ import annotations
@@ -139,7 +139,10 @@ def _proofs(lab: Path, guests: Path, root1: Path, root2: Path, p9: Any) -> None:
     assert os.readlink(out / "bin") == "usr/bin"
 
     # removing a guest unmounts it and drops its layer; the base and the other stay
-    overlay.remove(root1)
+    res = p9("-f", str(lab), "rootfs", "remove", "ov1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ov1: removed" in res.stdout and "overlay layer" in res.stdout
+    assert _fstype(root1) is None and not (lab.parent / ".provision9p/guests/ov1").exists()
     assert not root1.exists() and not up1.exists() and not overlay.record_of(root1).exists()
     assert XattrStore(lower).lstat("etc/issue") == base_issue
     assert XattrStore(root2).lstat("etc/issue") == base_issue
