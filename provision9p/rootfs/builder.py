@@ -1,8 +1,8 @@
 """The tree builder: one entry, `build_tree`, from a package list to a plain Debian tree.
 
 mmdebstrap builds by default: ~3x faster than debootstrap here (apt resolves and
-downloads in one go, dpkg runs unsynced under eatmydata), it leaves no .debs or apt
-lists behind, and apt verifies the suite's signature and every file's hash. debootstrap
+downloads in one go, dpkg runs unsynced under eatmydata), it leaves no .debs behind
+(they go to a cache), and apt verifies the suite's signature and every file's hash. debootstrap
 stays for what mmdebstrap does not do: the `fakechroot` variant (a debootstrap variant,
 a mode in mmdebstrap), a host without mmdebstrap (Debian before 11, other distros), and by
 choice with PROVISION9P_BUILDER=debootstrap (for comparison). It cannot pin versions.
@@ -114,8 +114,9 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path) -> list[str]:
         f"--hook-dir={_HOOKS / 'merged-usr'}",
         f"--hook-dir={_HOOKS / 'eatmydata'}",
         f"--setup-hook={sync_in}",
-        # the .debs go to our cache after the build, see _keep_debs
-        "--skip=cleanup/apt/cache",
+        # the .debs go to our cache after the build, see _keep_debs; the package lists
+        # stay, as debootstrap leaves them: tree-phase `apt: name=...` works offline
+        "--skip=cleanup/apt",
     ]
     argv += [f"--keyring={k}" for k in keyrings()]
     return [*argv, req.suite, str(target), req.mirror]

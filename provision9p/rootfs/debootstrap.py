@@ -25,6 +25,8 @@ from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 
 # What every guest needs whatever the lab says: an init, device events and module
 # loading, SSH, and `ip` for the checks.
+# Bump when what a builder leaves in a base tree changes (2: mmdebstrap keeps apt's lists).
+BASE_FORMAT = 2
 BASE_PACKAGES = ("systemd-sysv", "udev", "kmod", "openssh-server", "iproute2")
 
 
@@ -43,9 +45,9 @@ def tree_request(spec: RootfsSpec, debian_arch: str, mirror: str) -> TreeRequest
 def base_key(spec: RootfsSpec, debian_arch: str, mirror: str) -> tuple[str, dict[str, object]]:
     req = tree_request(spec, debian_arch, mirror)
     inputs: dict[str, object] = {
-        "builder": choose_builder(req.variant, require=False), "suite": req.suite, "arch": req.arch,
-        "variant": req.variant, "components": list(req.components),
-        "packages": list(req.packages), "mirror": mirror,
+        "format": BASE_FORMAT, "builder": choose_builder(req.variant, require=False),
+        "suite": req.suite, "arch": req.arch, "variant": req.variant,
+        "components": list(req.components), "packages": list(req.packages), "mirror": mirror,
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return f"{spec.suite}-{debian_arch}-{spec.variant}-{digest}", inputs
