@@ -221,8 +221,10 @@ def connect_guest(target: Target) -> Connection:
     target.require_built()
     from provision9p.connect.tree import TreeConnection
     from provision9p.rootfs.metadata import open_store
+    from provision9p.rootfs.overlay import ensure_mounted
 
     root = target.guest.root
+    ensure_mounted(root.path)
     st = os.stat(root.path)
     store = open_store(root.security_model, root.path, st.st_uid, st.st_gid)
     return TreeConnection(root.path, store, target.name)
@@ -255,10 +257,12 @@ def verify(targets: list[Target]) -> list[CheckResult]:
 
 def export(target: Target, output: Path) -> None:
     """`rootfs export`: the guest's tree with real owners, to a new directory or a .tar."""
+    from provision9p.rootfs.overlay import ensure_mounted
     from provision9p.rootfs.security import model_of
 
     root = target.guest.root
     target.require_built()
+    ensure_mounted(root.path)
     if output.exists() or output.is_symlink():
         raise UsageError(f"{output} exists; export never overwrites",
                          hint="name a new directory, or a file ending in .tar")

@@ -1,4 +1,4 @@
-"""`rootfs build [GUEST...]` and `rootfs export GUEST -o DIR|FILE.tar`."""
+"""`rootfs build [GUEST...]`, `rootfs export GUEST -o DIR|FILE.tar`, `rootfs remove GUEST...`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ def register(sub: SubParsers) -> None:
     e.add_argument("-o", "--output", type=Path, required=True,
                    help="a directory to create, or a file ending in .tar")
     e.set_defaults(func=export_command)
+    r = rsub.add_parser("remove", help="delete stopped guests' root trees and build state")
+    add_lab_option(r)
+    add_guests(r)
+    r.set_defaults(func=remove_command)
 
 
 def build_command(args: argparse.Namespace) -> int:
@@ -42,4 +46,16 @@ def export_command(args: argparse.Namespace) -> int:
 
     _lab, (target,) = targets(args)
     pipeline.export(target, args.output)
+    return 0
+
+
+def remove_command(args: argparse.Namespace) -> int:
+    from provision9p.rootfs.remove import remove_guest
+
+    _lab, chosen = targets(args)
+    for t in chosen:
+        t.require_stopped("removing its tree would pull the root from under it")
+    for t in chosen:
+        gone = remove_guest(t)
+        print(f"{t.name}: removed " + (", ".join(gone) if gone else "nothing (not built)"))
     return 0

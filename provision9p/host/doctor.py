@@ -33,7 +33,7 @@ QEMU_PACKAGES = {
 }
 # (program, Debian package, why)
 TOOLS = (
-    ("debootstrap", "debootstrap", "builds the guest's root tree"),
+    ("mmdebstrap", "mmdebstrap", "builds the guest's root tree"),
     ("zstd", "zstd", "unpacks zstd-compressed packages and modules"),
     ("cpio", "cpio", "packs the initramfs"),
     ("gpgv", "gpgv", "checks the signature of the mirror's InRelease"),
@@ -201,7 +201,7 @@ def check_keyring() -> Finding:
 def check_root() -> Finding:
     if os.geteuid() == 0:
         return Finding("privileges", True, "running as root")
-    return Finding("privileges", False, "not root: debootstrap needs root to build a tree",
+    return Finding("privileges", False, "not root: the tree builder needs root",
                    "run provision9p as root (sudo)")
 
 

@@ -128,6 +128,7 @@ class RootfsSpec:
     packages: tuple[str, ...] = ()
     mirror: str | None = None  # None: the host's apt sources decide
     capabilities: str = "drop"  # drop | fail: file capabilities cannot cross mapped 9P
+    layout: str = "copy"  # copy | overlay (rootfs/overlay.py: one base, a layer per guest)
 
 
 @dataclass(frozen=True)

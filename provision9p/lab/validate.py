@@ -57,7 +57,7 @@ GUEST_KEYS = (
 )
 KERNEL_KEYS = ("package", "image", "modules", "initramfs", "cmdline")
 ROOTFS_KEYS = (
-    "suite", "variant", "components", "packages", "mirror", "capabilities",
+    "suite", "variant", "components", "packages", "mirror", "capabilities", "layout",
     *(k for k in SHARE_KEYS if k != "mount"),
 )
 NETWORK_KEYS = ("ssh_port",)
@@ -273,6 +273,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         packages=check.strings(r, rpath, "packages"),
         mirror=check.string(r, rpath, "mirror", None),
         capabilities=check.string(r, rpath, "capabilities", "drop", ("drop", "fail")) or "drop",
+        layout=check.string(r, rpath, "layout", "copy", ("copy", "overlay")) or "copy",
     )
     if rootfs.mirror and not re.match(r"^(https?|file)://", rootfs.mirror):
         check.err((*rpath, "mirror"), f"expected an http://, https:// or file:// URL, got "

@@ -7,6 +7,7 @@ renamed into place. Nothing is in place until all of it worked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from provision9p.errors import BuildError, HostError
 from provision9p.host.doctor import check_user_xattrs
 from provision9p.lab.model import GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
-from provision9p.rootfs import keys
+from provision9p.rootfs import keys, overlay
 from provision9p.rootfs.debootstrap import base_key, base_tree
 from provision9p.rootfs.guest_kernel import (
     GuestKernel,
@@ -79,7 +80,7 @@ def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = ""
         "format": BUILD_FORMAT, "base": key, "kernel": repr(guest.kernel),
         "root": repr(guest.root), "shares": repr(guest.shares), "name": guest.name,
         "run_as": [run_as.uid, run_as.gid], "capabilities": guest.rootfs.capabilities,
-        "hooks": hook_key,
+        "hooks": hook_key, "layout": guest.rootfs.layout,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -106,7 +107,14 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     # a killed build's staging copy (~300 MB) goes even when the tree in place is current
     clean_stale_staging(guest.root.path)
     if not force and the_plan.current:
+        if overlay.ensure_mounted(guest.root.path):
+            ui.info(f"    {guest.name}: mounted its overlay root again")
         return BuildResult(guest.name, False, time.monotonic() - start, {})
+    use_overlay = guest.rootfs.layout == "overlay"
+    if use_overlay and model_of(guest.root).name != "mapped-xattr":
+        raise BuildError(f"rootfs.layout: overlay works with a mapped-xattr root only, not "
+                         f"{guest.root.security_model}",
+                         hint="use rootfs.layout: copy, or security_model: mapped-xattr")
 
     for path in (guest.root.path, *(s.path for s in guest.shares), lab.state_dir):
         check_reachable(path, run_as)
@@ -135,15 +143,33 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     host_key = keys.generate(f"{guest.name}-host")
     root_path = guest.root.path
     clean_stale_staging(root_path)
+    plain_layers: tuple[Path, ...] = (base.path,)
+    converted: tuple[Path, ...] = ()
+    if use_overlay:
+        t0 = time.monotonic()
+        if (mods_layer := overlay.modules_layer(kernel)) is not None:
+            plain_layers += (mods_layer,)
+        converted = tuple(overlay.converted_base(p, model, run_as.uid, run_as.gid,
+                                                 guest.rootfs.capabilities)
+                          for p in plain_layers)
+        timed("shared layers", t0)
+        for d in (overlay.upper_of(root_path), overlay.work_of(root_path)):
+            clean_stale_staging(d)
     initrd_tmp = st.boot_dir / f".initrd.img.tmp-{os.getpid()}"
+    layers: overlay.Layers | None = None
     try:
-        with staged(root_path) as staging:
+        with staged(root_path) as staging, contextlib.ExitStack() as stack:
             t0 = time.monotonic()
             tree = staging
-            with ui.step(f"{guest.name}: guest setup on a copy of the base tree"):
-                _copy_tree(base.path, tree)
+            how = "an overlay of" if use_overlay else "a copy of"
+            with ui.step(f"{guest.name}: guest setup on {how} the base tree"):
+                if use_overlay:
+                    layers = stack.enter_context(
+                        overlay.plain_overlay(plain_layers, root_path, staging))
+                else:
+                    _copy_tree(base.path, tree)
                 setup_tree(tree, SetupInputs(guest, client_pub, host_key))
-                install_modules(kernel, tree)
+                install_modules(kernel, tree, copy=not use_overlay)
                 if tree_hook is not None:
                     tree_hook(tree)
             timed("setup", t0)
@@ -154,18 +180,34 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                     st.boot_dir.mkdir(parents=True, exist_ok=True)
                     build_initramfs(initrd_tmp, modules=mods, busybox=busybox_path())
                 timed("initramfs", t0)
+            stack.close()  # the plain overlay is unmounted; its upper is converted alone
             if model.mapped:
                 t0 = time.monotonic()
                 with ui.step(f"{guest.name}: {model.name} metadata for QEMU as {run_as.name}"):
-                    report = model.convert(staging, host_uid=run_as.uid, host_gid=run_as.gid,
-                                           capabilities=guest.rootfs.capabilities)
-                    ui.info(f"    {report}")
+                    if layers is not None:
+                        overlay.convert_upper(layers, model, run_as.uid, run_as.gid,
+                                              guest.rootfs.capabilities)
+                    else:
+                        report = model.convert(staging, host_uid=run_as.uid,
+                                               host_gid=run_as.gid,
+                                               capabilities=guest.rootfs.capabilities)
+                        ui.info(f"    {report}")
                 timed("convert", t0)
             # From here the old tree, boot files and pinned host key are replaced one by
             # one; without a build record a run killed in between rebuilds, rather than
             # boot a new tree against the old tree's pinned key.
             st.build_json.unlink(missing_ok=True)
             _install_boot_files(st, kernel, initrd_tmp)
+            # the old root goes aside by rename, which a mount point refuses
+            overlay.unmount(root_path)
+        if layers is not None:
+            overlay.install(layers, converted, root_path)
+        else:
+            overlay.remove(root_path, keep_root=True)  # a former overlay guest's layer
+    except BaseException:
+        if layers is not None:
+            overlay.discard(layers)
+        raise
     finally:
         initrd_tmp.unlink(missing_ok=True)
     _prepare_extra_shares(guest, run_as)

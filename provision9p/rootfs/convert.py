@@ -47,11 +47,12 @@ _KINDS = {stat.S_IFREG: "files", stat.S_IFDIR: "dirs", stat.S_IFLNK: "symlinks",
           stat.S_IFSOCK: "sockets"}
 
 
-def convert_in_place(store: MappedStore, model: str, *,
-                     capabilities: str = "drop") -> ConvertReport:
-    """Convert the real tree at `store.root` (as debootstrap made it) to the store's layout.
+def convert_in_place(store: MappedStore, model: str, *, capabilities: str = "drop",
+                     overlay_upper: bool = False) -> ConvertReport:
+    """Convert the real tree at `store.root` (as the builder made it) to the store's layout.
 
-    `model` names the security model in messages.
+    `model` names the security model in messages. `overlay_upper`: the tree is an
+    overlayfs upper layer; its whiteouts and opaque/redirect marks stay overlay's.
     """
     report = ConvertReport()
     start = time.monotonic()
@@ -63,12 +64,15 @@ def convert_in_place(store: MappedStore, model: str, *,
         dirnames[:] = [d for d in dirnames if d not in hidden]
         for name in [*filenames, *dirnames]:
             path = os.path.join(dirpath, name)
-            _convert_one(store, path, os.lstat(path), root, capabilities, report, seen)
+            st = os.lstat(path)
+            if overlay_upper and _is_whiteout(st):
+                continue
+            _convert_one(store, path, st, root, capabilities, report, seen, overlay_upper)
         now = time.monotonic()
         if now - last > 5:
             ui.info(f"    {sum(report.counts.values())} objects converted")
             last = now
-    _convert_one(store, root, os.lstat(root), root, capabilities, report, seen)
+    _convert_one(store, root, os.lstat(root), root, capabilities, report, seen, overlay_upper)
     report.seconds = time.monotonic() - start
     if report.dropped_capabilities:
         names = ", ".join(report.dropped_capabilities[:8])
@@ -84,7 +88,8 @@ def convert_in_place(store: MappedStore, model: str, *,
 
 def _convert_one(store: MappedStore, path: bytes, st: os.stat_result, root: bytes,
                  capabilities: str, report: ConvertReport,
-                 seen: dict[tuple[int, int], os.stat_result]) -> None:
+                 seen: dict[tuple[int, int], os.stat_result],
+                 overlay_upper: bool = False) -> None:
     kind = stat.S_IFMT(st.st_mode)
     label = _KINDS.get(kind, "other")
     report.counts[label] = report.counts.get(label, 0) + 1
@@ -108,7 +113,7 @@ def _convert_one(store: MappedStore, path: bytes, st: os.stat_result, root: byte
         os.unlink(path)
         write_new(path, b"", uid, gid, HOST_FILE_MODE)
     else:
-        keep = _move_xattrs(store, path, rel, capabilities, report)
+        keep = _move_xattrs(store, path, rel, capabilities, report, overlay_upper)
         os.chown(path, uid, gid)
         os.chmod(path, HOST_DIR_MODE if kind == stat.S_IFDIR else HOST_FILE_MODE)
         for name, value in keep.items():  # chmod rewrote the ACL's mask; put it back
@@ -120,8 +125,17 @@ def _rdev(st: os.stat_result) -> int | None:
     return st.st_rdev if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else None
 
 
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+# overlayfs's own marks: a dir hiding the lower one, a renamed dir's origin. The rest
+# (origin, impure) point at the plain base's inodes, which the converted base is not.
+_OVERLAY_KEEP = (b"trusted.overlay.opaque", b"trusted.overlay.redirect")
+
+
 def _move_xattrs(store: MappedStore, path: bytes, rel: str, capabilities: str,
-                 report: ConvertReport) -> dict[bytes, bytes]:
+                 report: ConvertReport, overlay_upper: bool = False) -> dict[bytes, bytes]:
     """ACLs to where the store keeps them; what QEMU's mapped models cannot carry, dropped.
 
     Returns the ACLs that stay where they are (mapped-file), to restore after chmod.
@@ -132,7 +146,10 @@ def _move_xattrs(store: MappedStore, path: bytes, rel: str, capabilities: str,
     except OSError:
         return keep
     for name in names:
-        if name.startswith(b"user."):
+        if name.startswith(b"user.") or (overlay_upper and name in _OVERLAY_KEEP):
+            continue
+        if overlay_upper and name.startswith(b"trusted.overlay."):
+            xattr.remove(path, name, nofollow=True)
             continue
         if name in store.acl_names:
             value = xattr.get(path, name, nofollow=True)

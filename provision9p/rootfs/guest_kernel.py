@@ -104,10 +104,26 @@ def _extracted(deb: Path) -> Path:
     return target
 
 
-def install_modules(kernel: GuestKernel, tree: Path) -> None:
-    """Copy the kernel's modules into a plain tree and index them with the tree's depmod."""
+def install_modules(kernel: GuestKernel, tree: Path, *, copy: bool = True) -> None:
+    """Copy the kernel's modules into a plain tree and index them with the tree's depmod.
+
+    `copy=False`: the modules are there already (an overlay's shared layer); index only.
+    """
     if kernel.modules_dir is None:
         return
+    if copy:
+        copy_modules(kernel, tree)
+    # Debian's package ships no modules.dep; the guest's modprobe needs one.
+    proc = subprocess.run(["chroot", str(tree), "depmod", "-a", kernel.release],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"depmod in the root tree failed: {proc.stderr.strip()}",
+                         hint="the tree needs the kmod package (it is in the base set)")
+
+
+def copy_modules(kernel: GuestKernel, tree: Path) -> None:
+    """The kernel's modules at the tree's usr/lib/modules/<release>, not indexed."""
+    assert kernel.modules_dir is not None
     dest = tree / "usr/lib/modules" / kernel.release
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
@@ -116,12 +132,6 @@ def install_modules(kernel: GuestKernel, tree: Path) -> None:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise BuildError(f"copying the kernel modules failed: {proc.stderr.strip()}")
-    # Debian's package ships no modules.dep; the guest's modprobe needs one.
-    proc = subprocess.run(["chroot", str(tree), "depmod", "-a", kernel.release],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"depmod in the root tree failed: {proc.stderr.strip()}",
-                         hint="the tree needs the kmod package (it is in the base set)")
 
 
 def initramfs_modules(kernel: GuestKernel, tree: Path) -> list[Path]:

@@ -27,9 +27,9 @@ pytestmark = [pytest.mark.vm, pytest.mark.network]
 def cache() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="p9-faults-cache-", dir="/var/tmp"))
     path.chmod(0o755)
-    shared = paths.cache_home() / "debootstrap-debs"
+    shared = paths.cache_home() / "mmdebstrap-debs"
     if shared.is_dir():
-        subprocess.run(["cp", "-al", str(shared), str(path / "debootstrap-debs")], check=True)
+        subprocess.run(["cp", "-al", str(shared), str(path / "mmdebstrap-debs")], check=True)
     yield path
     for line in processes_mentioning(str(path)):
         os.kill(int(line.split(":")[0]), 9)
@@ -89,7 +89,7 @@ def test_kill_during_kernel_download(cache: Path, labs: tuple[Lab, Lab],
 def test_kill_during_debootstrap_leaves_no_orphan(cache: Path, labs: tuple[Lab, Lab],
                                                   tmp_path: Path) -> None:
     up = spawn(argv("up", labs[0].file), tmp_path / "up.log", PROVISION9P_CACHE=str(cache))
-    up.wait_for(r"debootstrap bookworm")
+    up.wait_for(r"mmdebstrap bookworm")
     time.sleep(8)
     up.kill9()
     assert _quiet(cache) == []
@@ -104,7 +104,7 @@ def test_two_labs_at_once_share_one_debootstrap(cache: Path, labs: tuple[Lab, La
     rc_a, rc_b = a.finish(), b.finish()
     out = a.text() + b.text()
     assert (rc_a, rc_b) == (0, 0), out[-6000:]
-    assert out.count("debootstrap bookworm") == 1, out
+    assert out.count("mmdebstrap bookworm") == 1, out
     assert "waiting for the base tree" in out
     assert "fa: ok" in a.text() and "fb: ok" in b.text()
     assert _left_over(cache) == []

@@ -117,7 +117,7 @@ def test_doctor_with_nothing_on_path(homes: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PATH", str(empty))
     code, out = run_doctor([], capsys)
     assert code == 1
-    for fix in ("apt-get install qemu-system-x86", "apt-get install debootstrap",
+    for fix in ("apt-get install qemu-system-x86", "apt-get install mmdebstrap",
                 "apt-get install zstd", "apt-get install cpio"):
         assert f"fix: {fix}" in out
     assert "`provision9p doctor --install` installs" in out
@@ -130,7 +130,7 @@ def test_doctor_on_a_lab_file(homes: Path, capsys: pytest.CaptureFixture[str]) -
                    "        mount: /mnt/data\n")
     code, out = run_doctor(["--lab", str(lab)], capsys)
     assert "qemu-system-aarch64" in out and "user xattrs" in out and "disk space" in out
-    needed = [shutil.which(p) for p in ("qemu-system-aarch64", "debootstrap", "zstd", "cpio")]
+    needed = [shutil.which(p) for p in ("qemu-system-aarch64", "mmdebstrap", "zstd", "cpio")]
     assert code == (0 if all(needed) and check_busybox().ok and check_root().ok else 1)
 
 
