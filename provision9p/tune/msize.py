@@ -179,6 +179,6 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 
 def check_plan(plan: SweepPlan) -> None:
     if plan.file_mib < 1 or plan.files < 1 or plan.runs < 1:
-        raise UsageError("--file-size, --files and --runs must be at least 1 (MiB, files, runs)")
+        raise UsageError("--files and --runs must be at least 1 (--file-size at least 1M)")
 
 
