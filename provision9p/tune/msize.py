@@ -3,13 +3,13 @@
 Linux's virtio 9P transport lets one mount use a tag at a time (a second mount of the
 same tag fails with EBUSY: trans_virtio.c marks the channel in use), so the share is
 unmounted and mounted again at its own mount point with only msize changed, and put
-back with the lab's options after every size. That is also why the root share cannot
-be swept: it cannot be unmounted, and QEMU 7.2 cannot add a 9P device to a running guest.
+back after every size with the lab's options and the msize it had. That is also why the
+root share cannot be swept: it cannot be unmounted, and QEMU 7.2 cannot add a 9P device
+to a running guest.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +28,17 @@ DEFAULT_FILES = 100
 GUEST_SCRIPT = r"""
 set -eu
 export LC_ALL=C
-tag=$1 mnt=$2 opts=$3 orig=$4 mib=$5 files=$6
+tag=$1 mnt=$2 opts=$3 base=$4 mib=$5 files=$6 labmsize=$7
 scratch=
+# Back as it was: the lab's options with the msize the share had (none shown: the
+# kernel's default); a share that was not mounted comes back as the lab says.
+if mountpoint -q "$mnt"; then
+    was=$(awk -v m="$mnt" '$2 == m && $3 == "9p" { print $4 }' /proc/mounts | tail -n 1 |
+          grep -o 'msize=[0-9]*' || true)
+else
+    was=msize=$labmsize
+fi
+orig=$base${was:+,$was}
 restore() {
     if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
     cd /
@@ -100,10 +109,13 @@ def pick_share(guest: GuestSpec, tag: str | None) -> Share:
     return share
 
 
-def mount_options(share: Share, msize: int) -> str:
-    """The share's own mount options with only msize changed."""
-    opts = dataclasses.replace(share.options, msize=msize)
-    return opts.as_string(readonly=share.readonly)
+def mount_options(share: Share, msize: int | None) -> str:
+    """The share's own mount options with only msize changed (None: left out)."""
+    opts = share.options.as_string(readonly=share.readonly).split(",")
+    opts = [o for o in opts if not o.startswith("msize=")]
+    if msize is not None:
+        opts.insert(2, f"msize={msize}")  # where as_string puts it
+    return ",".join(opts)
 
 
 def kernel_default_msize(release: str) -> int:
@@ -135,9 +147,8 @@ def parse_output(text: str, file_mib: int, files: int) -> Sample:
 def measure(conn: Connection, share: Share, msize: int, plan: SweepPlan) -> Sample:
     """One size, one run: the share is back on its own options afterwards."""
     res = conn.run(["bash", "-c", GUEST_SCRIPT, "provision9p-tune", share.mount_tag,
-                    share.mount, mount_options(share, msize),
-                    share.options.as_string(readonly=share.readonly),
-                    str(plan.file_mib), str(plan.files)])
+                    share.mount, mount_options(share, msize), mount_options(share, None),
+                    str(plan.file_mib), str(plan.files), str(share.options.msize)])
     if not res.ok:
         hint = "is something using the share? (`fuser -vm` in the guest)" \
             if "busy" in res.stderr else "see the message above"

@@ -252,3 +252,10 @@ def test_help_names_the_options(tmp_path: Path) -> None:
     for opt in ("--share", "--apply", "--sizes", "--file-size", "--files", "--runs"):
         assert opt in res.stdout
     assert textwrap.dedent(res.stdout)
+
+
+def test_restore_options_leave_msize_to_what_the_guest_had() -> None:
+    g = validate_text(LAB, "lab.yml", Path("/srv")).guest("web")
+    assert mount_options(pick_share(g, "fast"), None) == \
+        "trans=virtio,version=9p2000.L,cache=none,access=client,posixacl"
+    assert mount_options(pick_share(g, "fast"), 4096).split(",")[2] == "msize=4096"
