@@ -20,6 +20,9 @@ guests:
   tuner:
     memory: 1024
     cpus: 2
+    # Linux's IO-APIC timer check panics a TCG guest on a loaded host ("IO-APIC + timer
+    # doesn't work", seen here at load 20); the check proves nothing in a VM.
+    kernel: {cmdline: no_timer_check}
     rootfs:
       packages: [acl, python3, python3-apt]  # the suite's one base tree (see conftest)
     shares:
@@ -42,6 +45,10 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def swept(lab: Path, p9: Any) -> tuple[str, str]:
+    # mounted by hand at another msize than the lab's: the sweep must put that one back
+    res = p9("-f", str(lab), "ssh", "tuner", "--", "umount /mnt/tdata && mount -t 9p -o "
+             "trans=virtio,version=9p2000.L,msize=16384,cache=none tdata /mnt/tdata")
+    assert res.returncode == 0, res.stderr
     res = p9("-f", str(lab), "tune", "msize", "--sizes", "65536,900000", "--file-size", "4M",
              "--files", "20", "--apply", timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -71,7 +78,7 @@ def test_the_share_is_back_as_it_was(lab: Path, lab_dir: Path, swept: tuple[str,
     res = p9("-f", str(lab), "ssh", "tuner", "--", "grep", "-w", "tdata", "/proc/mounts")
     assert res.returncode == 0, res.stderr
     (line,) = res.stdout.splitlines()
-    assert line.split()[1] == "/mnt/tdata" and "msize=512000" in line  # the lab's, pre-apply
+    assert line.split()[1] == "/mnt/tdata" and ",msize=16384," in line  # as it was
     leftovers = [p.name for p in (lab_dir / "tune-data").iterdir()
                  if p.name.startswith(".provision9p-tune")]
     assert leftovers == []
