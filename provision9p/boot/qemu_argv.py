@@ -83,7 +83,6 @@ def kernel_cmdline(guest: GuestSpec, extra: str = "") -> str:
 
 def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
     """The full QEMU argv for one boot; no -daemonize (the supervisor decides)."""
-    mmio = guest.machine in MMIO_MACHINES
     argv = [QEMU_BINARIES[guest.arch], "-name", guest.name,
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
     argv += ["-machine", guest.machine]
@@ -98,12 +97,20 @@ def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
     argv += ["-append", kernel_cmdline(guest, run.extra_cmdline)]
     for i, share in enumerate(guest.all_shares):
         argv += fsdev_args(share, f"fs{i}")
-    net = "virtio-net-device" if mmio else "virtio-net-pci"
     netdev = f"user,id=net0,hostfwd=tcp:127.0.0.1:{run.ssh_port}-:22"
-    argv += ["-netdev", netdev, "-device",
-             f"{net},netdev=net0" + ("" if mmio else ",romfile=")]
+    argv += ["-netdev", netdev, "-device", _net_device(guest)]
     argv += ["-chardev", f"file,id=con0,path={qemu_opts_escape(str(run.console_log))}",
              "-serial", "chardev:con0"]
     argv += ["-qmp", f"unix:{qemu_opts_escape(str(run.qmp_socket))},server=on,wait=off"]
     argv += ["-pidfile", str(run.pidfile)]
     return argv
+
+
+def _net_device(guest: GuestSpec) -> str:
+    """The NIC on the bus the machine has: s390x's channel subsystem (ccw) has no PCI
+    slot for it; microvm has only virtio-mmio; `romfile=` is a PCI option (no iPXE ROM)."""
+    if guest.arch == "s390x":
+        return "virtio-net-ccw,netdev=net0"
+    if guest.machine in MMIO_MACHINES:
+        return "virtio-net-device,netdev=net0"
+    return "virtio-net-pci,netdev=net0,romfile="

@@ -114,6 +114,23 @@ def check_busybox() -> Finding:
                    "apt-get install busybox-static", package="busybox-static")
 
 
+def check_foreign_build(arch: str) -> Finding:
+    """A guest of another architecture: its QEMU command works, its tree cannot be built."""
+    import platform
+
+    from provision9p.lab.model import ARCHES
+
+    machine = platform.machine()
+    debian_arch = ARCHES[arch][0]
+    host = ARCHES[machine][0] if machine in ARCHES else machine
+    if arch == machine:
+        return Finding(f"{arch} root tree", True, "built natively", required=False)
+    return Finding(f"{arch} root tree", False, f"{debian_arch} trees cannot be built on this "
+                   f"{host} host yet (`rootfs build` refuses them before downloading)",
+                   f"build {arch} guests on a Debian host of that architecture "
+                   f"({debian_arch})", required=False)
+
+
 def check_kvm(arch: str) -> Finding:
     """What is known about KVM here. Only a guest that boots proves it works (DESIGN.md),
     so this reports the boot stage's remembered finding rather than opening /dev/kvm."""
@@ -226,6 +243,7 @@ def run_checks(lab: LabSpec) -> list[Finding]:
     findings.append(check_keyring())
     findings.append(check_root())
     findings += [check_kvm(a) for a in arches]
+    findings += [check_foreign_build(a) for a in arches]
     xattr_shares = [s.path for g in lab.guests for s in g.all_shares
                     if model_of(s).needs_user_xattrs]
     findings += [check_user_xattrs(p) for p in _unique_by_device(xattr_shares)]

@@ -25,7 +25,7 @@ from provision9p.host.doctor import check_user_xattrs
 from provision9p.lab.model import GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
 from provision9p.rootfs import keys, overlay
-from provision9p.rootfs.debootstrap import base_key, base_tree
+from provision9p.rootfs.debootstrap import base_key, base_tree, refuse_foreign
 from provision9p.rootfs.guest_kernel import (
     GuestKernel,
     initramfs_modules,
@@ -129,6 +129,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     def timed(name: str, t0: float) -> None:
         stages[name] = round(time.monotonic() - t0, 2)
 
+    refuse_foreign(guest.rootfs, guest.debian_arch, mirror)  # before the kernel download
     t0 = time.monotonic()
     kernel = prepare_kernel(guest, mirror)
     timed("kernel", t0)

@@ -58,6 +58,24 @@ def host_debian_arch() -> str:
                           check=True).stdout.strip()
 
 
+def refuse_foreign(spec: RootfsSpec, debian_arch: str, mirror: str) -> None:
+    """Refuse a tree debootstrap cannot make here before anything is downloaded for it
+    (the kernel comes first in a build): a foreign architecture whose base tree is not
+    already in the cache."""
+    host = host_debian_arch()
+    if debian_arch == host:
+        return
+    key, _ = base_key(spec, debian_arch, mirror)
+    if (paths.cache_home() / "trees" / key / ".provision9p-base.json").is_file():
+        return
+    raise BuildError(f"{debian_arch} root trees cannot be built on this {host} host yet "
+                     "(the builder's second stage would need qemu-user-static and "
+                     "binfmt_misc)",
+                     hint=f"build the guest on a Debian host of its architecture "
+                          f"({debian_arch}), or give it this host's ({host}); "
+                          "`provision9p qemu-cmd` still prints its QEMU command")
+
+
 def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
     """The cached base tree for `spec`, building it when missing."""
     key, inputs = base_key(spec, debian_arch, mirror)
@@ -74,9 +92,7 @@ def _base_tree(spec: RootfsSpec, debian_arch: str, mirror: str, target: Path, ke
     clean_stale_staging(target)
     if (target / ".provision9p-base.json").is_file():
         return BaseTree(target, key, cached=True)
-    if debian_arch != host_debian_arch():
-        raise BuildError(f"building a {debian_arch} tree on a {host_debian_arch()} host is "
-                         "not supported yet", hint="build on a host of the guest's architecture")
+    refuse_foreign(spec, debian_arch, mirror)
     _check_free_space(trees, 2 << 30)
     with staged(target) as staging:
         build_tree(tree_request(spec, debian_arch, mirror), staging,
