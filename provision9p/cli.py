@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provision9p import __version__, ui
-from provision9p.commands import apply, doc, guests, host, kernel, lab, rootfs, verify
+from provision9p.commands import apply, doc, guests, host, image, kernel, lab, rootfs, verify
 from provision9p.commands.common import LAB_HELP
 from provision9p.errors import LabError, Provision9pError
 
 # In --help order.
-COMMANDS = (lab, kernel, host, rootfs, guests, apply, verify, doc)
+COMMANDS = (lab, kernel, host, rootfs, image, guests, apply, verify, doc)
 
 
 def build_parser() -> argparse.ArgumentParser:
