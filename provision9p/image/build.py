@@ -84,7 +84,9 @@ def build_image(target: Target, lock: dict[str, Any] | None) -> Built:
                      f"(SOURCE_DATE_EPOCH {epoch}, {origin})"):
             digest, size = write_image(tree, tmp, rules=Rules(epoch), boot=boot,
                                        manifest=manifest)
-        meta = {"guest": target.name, "lab": target.lab.source, "size": size,
+        source = Path(target.lab.source)
+        meta = {"guest": target.name, "size": size,
+                "lab": str(source.resolve()) if source.is_file() else target.lab.source,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "locked": lock is not None,
                 "kernel_release": record.release, "source_date_epoch": epoch}
         image, new = store.add(tmp, digest, meta)

@@ -1,8 +1,10 @@
 """Two builds of one guest from a real debootstrapped base give one image digest.
 
-Each build copies the shared cached base tree (the second without its times), sets it up
-as `rootfs build` does (its own random machine-id and SSH host key) and converts it to
-mapped-xattr; then the image of each is written. No guest boots.
+Each build copies the shared cached base tree, sets it up as `rootfs build` does (its own
+random machine-id and SSH host key, its own build time) and converts it to mapped-xattr;
+the second copy also gets every time later than SOURCE_DATE_EPOCH moved to now, as a
+debootstrap run on another day would have made them. Files keep the times their .debs
+gave them (older than the epoch) in both, as two debootstraps do. No guest boots.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ def two_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, li
     guest = load_lab(work / "lab.yml").guest("g")
     client = keys.generate("client")
     images, seconds = [], []
-    for n, copy_args in enumerate((["-a"], ["-a", "--no-preserve=timestamps"])):
+    for n in range(2):
         start = time.monotonic()
         tree = work / f"tree{n}"
-        subprocess.run(["cp", *copy_args, "--reflink=auto", str(base), str(tree)], check=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(tree)], check=True)
         (tree / ".provision9p-base.json").unlink()
+        if n == 1:
+            _later(tree)
         setup_tree(tree, SetupInputs(guest, client.public_line, keys.generate(f"host{n}")))
         model = security_model("mapped-xattr")
         model.convert(tree, host_uid=HOST_UID, host_gid=HOST_GID)
@@ -56,6 +60,15 @@ def two_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, li
         seconds.append(time.monotonic() - start)
         subprocess.run(["rm", "-rf", str(tree)], check=True)
     return images[0], images[1], seconds
+
+
+def _later(tree: Path) -> None:
+    now = time.time()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in [*dirnames, *filenames, ""]:
+            path = os.path.join(dirpath, name) if name else dirpath
+            if os.lstat(path).st_mtime > EPOCH:
+                os.utime(path, (now, now), follow_symlinks=False)
 
 
 def test_two_builds_one_digest(two_images: tuple[Path, Path, list[float]]) -> None:
