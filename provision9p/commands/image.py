@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from provision9p import ui
@@ -43,6 +45,14 @@ def register(sub: SubParsers) -> None:
     v = isub.add_parser("verify", help="check an image's digest and every member's path")
     v.add_argument("ref", metavar="IMAGE", help="a digest (or prefix) or an image file")
     v.set_defaults(func=verify_command)
+    u = isub.add_parser("unpack", help="an image as a new tree in a security model's form")
+    u.add_argument("ref", metavar="IMAGE", help="a digest (or prefix) or an image file")
+    u.add_argument("-o", "--output", type=Path, required=True, help="a new directory")
+    u.add_argument("--security-model", default="mapped-xattr",
+                   choices=("mapped-xattr", "mapped-file", "passthrough", "none"),
+                   help="the form QEMU will serve it in (default mapped-xattr: owners "
+                        "and modes in xattrs, files owned by you)")
+    u.set_defaults(func=unpack_command)
 
 
 def lock_command(args: argparse.Namespace) -> int:
@@ -144,4 +154,17 @@ def verify_command(args: argparse.Namespace) -> int:
     archive = store.verified(args.ref)
     count = sum(1 for _ in Reader(archive))
     print(f"{archive}: digest and all {count} members good")
+    return 0
+
+
+def unpack_command(args: argparse.Namespace) -> int:
+    from provision9p.image import store
+    from provision9p.image.unpack import unpack
+    from provision9p.rootfs.security import security_model
+
+    archive = store.verified(args.ref)
+    with ui.step(f"unpacking {archive} to {args.output} ({args.security_model})"):
+        count = unpack(archive, args.output, security_model(args.security_model),
+                       os.getuid(), os.getgid())
+    print(f"{args.output}: {count} objects")
     return 0

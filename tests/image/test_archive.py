@@ -174,3 +174,31 @@ def test_a_plain_symlink_to_an_absolute_target_is_fine(tmp_path: Path) -> None:
                _member("./abs2")])
     assert [m.path for m in Reader(ok)] == ["", "abs", "abs2"]
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+@pytest.mark.parametrize("model", ["mapped-xattr", "mapped-file"])
+def test_unpack_then_image_again_same_bytes(tmp_path: Path, model: str) -> None:
+    """Owners, modes, devices, links, xattrs and ACLs survive an unpack into the model's
+    form, as a non-root user would make it (host files owned by someone else)."""
+    from provision9p.image.unpack import unpack
+
+    tree = _mapped_tree(tmp_path / "t")
+    first = tmp_path / "first.tar.zst"
+    digest = _image(tree, first)
+    out = tmp_path / "out"
+    assert unpack(first, out, security_model(model), 4000, 4001) > 20
+    assert os.stat(out / "owned").st_uid == 4000  # the host owner; the guest's in metadata
+    st = security_model(model).store(out, 4000, 4001)
+    again = tmp_path / "again.tar.zst"
+    got, _ = write_image(st, again, rules=Rules(EPOCH), boot=[], manifest={"guest": "t"})
+    assert got == digest, diff.diff(first, again)
+
+
+def test_refused_unpack_leaves_nothing(tmp_path: Path) -> None:
+    from provision9p.image.unpack import unpack
+
+    evil = tmp_path / "evil.tar.zst"
+    _evil(evil, [_member(".", tarfile.DIRTYPE), _member("./ok"), _member("./../x")])
+    with pytest.raises(ImageError, match="climbs out"):
+        unpack(evil, tmp_path / "out", security_model("mapped-xattr"), 4000, 4001)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar.zst"]
