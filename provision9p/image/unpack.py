@@ -14,6 +14,7 @@ import stat
 import struct
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import xattr
 
@@ -54,29 +55,38 @@ def unpack(archive: Path, dest: Path, model: SecurityModel, host_uid: int,
         raise UsageError(f"{dest} exists; unpack never overwrites", hint="name a new directory")
     staging = dest.with_name(f".{dest.name}.unpacking-{os.getpid()}")
     staging.mkdir(0o700)
-    count = 0
     try:
-        if model.mapped:
-            os.chown(staging, host_uid, host_gid)
-        store = model.store(staging, host_uid, host_gid)
-        dirs: list[Member] = []
-        for m in Reader(archive):
-            if m.info.isdir():
-                if m.path:
-                    store.mkdir(m.path, m.info.mode, m.info.uid, m.info.gid)
-                dirs.append(m)
-            else:
-                _make(store, m)
-                _finish(store, m)
-            count += 1
-        for m in reversed(dirs):  # last: making their entries changed their times
-            store.record(m.path, stat.S_IFDIR | m.info.mode, m.info.uid, m.info.gid)
-            _finish(store, m)
+        count, _ = unpack_into(archive, staging, model, host_uid, host_gid)
         os.replace(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return count
+
+
+def unpack_into(archive: Path, root: Path, model: SecurityModel, host_uid: int,
+                host_gid: int) -> tuple[int, dict[str, Any]]:
+    """Fill the empty directory `root` from the image: (objects made, the manifest).
+    The caller removes `root` when this fails."""
+    if model.mapped:
+        os.chown(root, host_uid, host_gid)
+    store = model.store(root, host_uid, host_gid)
+    dirs: list[Member] = []
+    count = 0
+    reader = Reader(archive)
+    for m in reader:
+        if m.info.isdir():
+            if m.path:
+                store.mkdir(m.path, m.info.mode, m.info.uid, m.info.gid)
+            dirs.append(m)
+        else:
+            _make(store, m)
+            _finish(store, m)
+        count += 1
+    for m in reversed(dirs):  # last: making their entries changed their times
+        store.record(m.path, stat.S_IFDIR | m.info.mode, m.info.uid, m.info.gid)
+        _finish(store, m)
+    return count, reader.manifest
 
 
 def _make(store: MetadataStore, m: Member) -> None:

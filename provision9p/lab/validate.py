@@ -54,7 +54,7 @@ GUEST_KEYS = (
 )
 KERNEL_KEYS = ("package", "image", "modules", "initramfs", "cmdline")
 ROOTFS_KEYS = (
-    "suite", "variant", "components", "packages", "mirror", "capabilities",
+    "suite", "variant", "components", "packages", "mirror", "capabilities", "image",
     *(k for k in SHARE_KEYS if k != "mount"),
 )
 NETWORK_KEYS = ("ssh_port",)
@@ -270,6 +270,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         packages=check.strings(r, rpath, "packages"),
         mirror=check.string(r, rpath, "mirror", None),
         capabilities=check.string(r, rpath, "capabilities", "drop", ("drop", "fail")) or "drop",
+        image=_image_ref(check.string(r, rpath, "image", None), base),
     )
     if rootfs.mirror and not re.match(r"^(https?|file)://", rootfs.mirror):
         check.err((*rpath, "mirror"), f"expected an http://, https:// or file:// URL, got "
@@ -391,3 +392,10 @@ def _roles(data: Any, path: P, check: Checker, roles_path: tuple[Path, ...]
             rvars = {}
         out.append(RoleRef(name=name, vars=rvars, tags=check.strings(item, (*path, i), "tags")))
     return tuple(out)
+
+
+def _image_ref(ref: str | None, base: Path) -> str | None:
+    """rootfs.image: a digest stays as it is; a path resolves against the lab's directory."""
+    if ref is None or re.fullmatch(r"(sha256:)?[0-9a-f]{4,64}", ref):
+        return ref
+    return str(base / ref)

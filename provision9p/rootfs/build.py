@@ -81,6 +81,10 @@ def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = ""
         "run_as": [run_as.uid, run_as.gid], "capabilities": guest.rootfs.capabilities,
         "hooks": hook_key,
     }
+    if guest.rootfs.image is not None:  # the tree comes from the image, nothing else
+        from provision9p.image.guest import image_key
+
+        data.update(base=image_key(guest.rootfs.image), hooks="")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -107,6 +111,10 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     clean_stale_staging(guest.root.path)
     if not force and the_plan.current:
         return BuildResult(guest.name, False, time.monotonic() - start, {})
+    if guest.rootfs.image is not None:  # no debootstrap, no roles' tree phase
+        from provision9p.image.guest import build_from_image
+
+        return BuildResult(guest.name, True, build_from_image(target, the_plan.fingerprint), {})
 
     for path in (guest.root.path, *(s.path for s in guest.shares), lab.state_dir):
         check_reachable(path, run_as)
