@@ -88,6 +88,9 @@ def build_command(args: argparse.Namespace) -> int:
     lab, chosen = targets(args)
     path = lock.lock_path(lab)
     the_lock = lock.check(lab, path) if path.exists() else None
+    for t in chosen:  # every guest checked before any work or warning
+        t.require_built()
+        t.require_stopped("an image is read from a tree nothing writes to")
     if the_lock is None:
         ui.warn(f"no {path.name}: these images are not reproducible "
                 "(`provision9p lock` pins the packages and the time)")
