@@ -41,8 +41,8 @@ def test_guest_boots_from_an_image(lab_dir: Path, p9: Any) -> None:
     dst = lab_dir / "fromimg"
     dst.mkdir()
     (dst / "lab.yml").write_text(
-        f"name: fromimg\nguests:\n  copy:\n    memory: 768\n    rootfs:\n"
-        f"      image: {digest[:16]}\n")
+        f"name: fromimg\nguests:\n  copy:\n    memory: 768\n    boot_timeout: 900\n"
+        f"    rootfs:\n      image: {digest[:16]}\n")
     lab2 = ["-f", str(dst / "lab.yml")]
     try:
         up = p9(*lab2, "up")
