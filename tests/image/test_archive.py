@@ -202,3 +202,19 @@ def test_refused_unpack_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="climbs out"):
         unpack(evil, tmp_path / "out", security_model("mapped-xattr"), 4000, 4001)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar.zst"]
+
+
+def test_hard_link_whose_first_name_is_dropped_keeps_its_data(tmp_path: Path) -> None:
+    tree = tmp_path / "t"
+    (tree / "var/log").mkdir(parents=True)
+    (tree / "var/log/a.log").write_text("shared\n")  # first in walk order, dropped
+    (tree / "x").mkdir()
+    os.link(tree / "var/log/a.log", tree / "x/one")
+    os.link(tree / "var/log/a.log", tree / "x/two")
+    security_model("mapped-xattr").convert(tree, host_uid=HOST_UID, host_gid=HOST_GID)
+    out = tmp_path / "i.tar.zst"
+    _image(tree, out)
+    members = {m.path: m for m in Reader(out)}
+    assert "var/log/a.log" not in members and "var/log" in members
+    assert members["x/one"].info.isreg() and members["x/one"].data == b"shared\n"
+    assert members["x/two"].info.islnk() and members["x/two"].info.linkname == "./x/one"
