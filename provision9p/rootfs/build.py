@@ -90,7 +90,9 @@ def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = ""
 
 def plan(target: Target, hook_key: str = "") -> BuildPlan:
     """The build's plan; `up` asks it whether a running guest is still what the lab says."""
-    fp = fingerprint(target.guest, target.mirror, target.run_as, hook_key)
+    # a guest made from an image needs no mirror (a CI host may have none)
+    mirror = target.mirror if target.guest.rootfs.image is None else ""
+    fp = fingerprint(target.guest, mirror, target.run_as, hook_key)
     st = target.state
     record = target.build_record()
     current = (record is not None and record.fingerprint == fp
@@ -105,7 +107,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     start = time.monotonic()
     lab, guest, st = target.lab, target.guest, target.state
     run_as = target.run_as
-    mirror = target.mirror
+    mirror = target.mirror if guest.rootfs.image is None else ""
     the_plan = plan(target, hook_key)
     # a killed build's staging copy (~300 MB) goes even when the tree in place is current
     clean_stale_staging(guest.root.path)

@@ -64,3 +64,24 @@ def test_image_root_that_is_not_an_image(tmp_path: Path) -> None:
                                       "      image: ./nope.tar.zst\n")
     refused(p9(tmp_path, "rootfs", "build"), "no image file at")
     assert not (tmp_path / "guests").exists()
+
+
+def test_image_guest_plans_without_a_mirror(tmp_path: Path) -> None:
+    """A host with no Debian mirror in its apt sources can still make guests from images."""
+    import dataclasses
+
+    from provision9p.errors import MirrorError
+    from provision9p.lab import load_lab
+    from provision9p.rootfs.build import plan
+    from provision9p.target import resolve
+
+    (tmp_path / "lab.yml").write_text("name: t\nguests:\n  g:\n    rootfs:\n"
+                                      "      image: 0123456789abcdef\n")
+    lab = load_lab(tmp_path / "lab.yml")
+    guest = lab.guest("g")
+    target = resolve(lab, guest)
+    target = dataclasses.replace(target, guest=guest,
+                                 mirror_error=MirrorError("no mirror on this host"))
+    with pytest.raises(MirrorError):
+        _ = target.mirror
+    assert not plan(target).current  # planned, not built
