@@ -82,7 +82,8 @@ def build_image(target: Target, lock: dict[str, Any] | None) -> Built:
     try:
         with ui.step(f"{target.name}: image of {target.guest.root.path} "
                      f"(SOURCE_DATE_EPOCH {epoch}, {origin})"):
-            digest, size = write_image(tree, tmp, rules=Rules(epoch), boot=boot,
+            digest, size = write_image(tree, tmp, rules=Rules(epoch, _client_keys(target)),
+                                       boot=boot,
                                        manifest=manifest)
         source = Path(target.lab.source)
         meta = {"guest": target.name, "size": size,
@@ -93,3 +94,8 @@ def build_image(target: Target, lock: dict[str, Any] | None) -> Built:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return Built(image, new, time.monotonic() - start, lock is not None)
+
+
+def _client_keys(target: Target) -> tuple[str, ...]:
+    pub = target.client_key.with_name("id_ed25519.pub")
+    return (pub.read_text().strip(),) if pub.is_file() else ()

@@ -91,7 +91,6 @@ def _own(tree: MetadataStore, name: str, fstab_text: str, host_key: keys.KeyPair
         "etc/fstab": (fstab_text, 0o644),
         "etc/ssh/ssh_host_ed25519_key": (host_key.private_openssh, 0o600),
         "etc/ssh/ssh_host_ed25519_key.pub": (host_key.public_line + "\n", 0o644),
-        "root/.ssh/authorized_keys": (client_pub + "\n", 0o600),
     }
     try:
         tree.lstat("root/.ssh")
@@ -99,6 +98,15 @@ def _own(tree: MetadataStore, name: str, fstab_text: str, host_key: keys.KeyPair
         tree.mkdir("root/.ssh", 0o700, 0, 0)
     for rel, (text, mode) in files.items():
         tree.write_bytes(rel, text if isinstance(text, bytes) else text.encode(), mode, 0, 0)
+    # the lab's client key beside what the image's roles authorized
+    try:
+        keys_now = tree.read_bytes("root/.ssh/authorized_keys")
+    except FileNotFoundError:
+        keys_now = b""
+    if client_pub.encode() not in keys_now:
+        keys_now = keys_now.rstrip(b"\n") + (b"\n" if keys_now.strip() else b"")
+        tree.write_bytes("root/.ssh/authorized_keys", keys_now + client_pub.encode() + b"\n",
+                         0o600, 0, 0)
 
 
 def _boot_files(tree: MetadataStore, manifest: dict[str, Any], boot_dir: Path,

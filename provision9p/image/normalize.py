@@ -26,6 +26,8 @@ EMPTIED = ("var/log", "var/lib/apt/lists", "var/cache/apt", "var/cache/man", "tm
 # A directory of this name goes with everything in it, wherever it is.
 DROPPED_DIRS = ("__pycache__",)
 EMPTY_FILES = ("etc/machine-id",)  # empty: systemd makes the id at first boot
+# Where the build put the lab's own client key; a guest made from the image gets its lab's.
+CLIENT_KEY_FILE = "root/.ssh/authorized_keys"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Rules:
     """The fixed points of one image: every time is clamped to `epoch`."""
 
     epoch: int  # SOURCE_DATE_EPOCH
+    # the building lab's client keys ("ssh-ed25519 AAAA..."): made per lab and machine,
+    # so they leave root's authorized_keys (keys the roles put there stay)
+    client_keys: tuple[str, ...] = ()
 
     def dropped(self, rel: str, info: tarfile.TarInfo) -> bool:
         if any(part in DROPPED_DIRS for part in rel.split("/")):
@@ -47,6 +52,8 @@ class Rules:
             return b""
         if rel == "etc/shadow":
             return fixed_shadow(data, self.epoch // 86400)
+        if rel == CLIENT_KEY_FILE and self.client_keys:
+            return without_keys(data, self.client_keys)
         return data
 
     def clamp(self, info: tarfile.TarInfo) -> None:
@@ -69,3 +76,20 @@ def fixed_shadow(data: bytes, day: int) -> bytes:
             fields[2] = str(day).encode()
         lines.append(b":".join(fields))
     return b"\n".join(lines)
+
+
+def _key_id(line: bytes | str) -> tuple[str, ...]:
+    """A public key line's type and key, without options or comment."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    words = text.split()
+    for i, word in enumerate(words):
+        if word.startswith(("ssh-", "ecdsa-", "sk-")) and i + 1 < len(words):
+            return (word, words[i + 1])
+    return ()
+
+
+def without_keys(data: bytes, keys: tuple[str, ...]) -> bytes:
+    """authorized_keys content less the lines of the given public keys."""
+    drop = {_key_id(k) for k in keys} - {()}
+    lines = data.split(b"\n")
+    return b"\n".join(line for line in lines if _key_id(line) not in drop)

@@ -68,3 +68,14 @@ def test_times_clamped_and_names_gone() -> None:
     old.mtime = 1_000
     RULES.clamp(old)
     assert old.mtime == 1_000
+
+
+def test_the_building_labs_client_key_leaves_root_authorized_keys() -> None:
+    lab_key = "ssh-ed25519 AAAAC3labkey provision9p"
+    rules = Rules(epoch=1, client_keys=(lab_key,))
+    role_key = b'from="10.0.0.1" ssh-ed25519 AAAAC3rolekey ann@ci'
+    data = b"ssh-ed25519 AAAAC3labkey provision9p\n" + role_key + b"\n"
+    assert rules.content("root/.ssh/authorized_keys", data) == role_key + b"\n"
+    assert rules.content("root/.ssh/authorized_keys", lab_key.encode() + b"\n") == b""
+    assert rules.content("home/ann/.ssh/authorized_keys", data) == data  # only root's
+    assert RULES.content("root/.ssh/authorized_keys", data) == data  # no key given

@@ -1,8 +1,8 @@
 """Two builds of one guest from a real debootstrapped base give one image digest.
 
 Each build copies the shared cached base tree, sets it up as `rootfs build` does (its own
-random machine-id and SSH host key, its own build time) and converts it to mapped-xattr;
-the second copy also gets every time later than SOURCE_DATE_EPOCH moved to now, as a
+random machine-id, SSH host key and lab client key, its own build time) and converts it to
+mapped-xattr; the second copy also gets every time later than SOURCE_DATE_EPOCH moved to now, as a
 debootstrap run on another day would have made them. Files keep the times their .debs
 gave them (older than the epoch) in both, as two debootstraps do. No guest boots.
 """
@@ -41,7 +41,6 @@ def two_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, li
     work = tmp_path_factory.mktemp("repro")
     (work / "lab.yml").write_text("name: repro\nguests:\n  g: {}\n")
     guest = load_lab(work / "lab.yml").guest("g")
-    client = keys.generate("client")
     images, seconds = [], []
     for n in range(2):
         start = time.monotonic()
@@ -50,12 +49,13 @@ def two_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, li
         (tree / ".provision9p-base.json").unlink()
         if n == 1:
             _later(tree)
+        client = keys.generate("provision9p")  # each machine's lab has its own client key
         setup_tree(tree, SetupInputs(guest, client.public_line, keys.generate(f"host{n}")))
         model = security_model("mapped-xattr")
         model.convert(tree, host_uid=HOST_UID, host_gid=HOST_GID)
         out = work / f"image{n}.tar.zst"
-        write_image(model.store(tree, HOST_UID, HOST_GID), out, rules=Rules(EPOCH), boot=[],
-                    manifest={"guest": "g"})
+        write_image(model.store(tree, HOST_UID, HOST_GID), out,
+                    rules=Rules(EPOCH, (client.public_line,)), boot=[], manifest={"guest": "g"})
         images.append(out)
         seconds.append(time.monotonic() - start)
         subprocess.run(["rm", "-rf", str(tree)], check=True)
@@ -85,6 +85,7 @@ def test_image_holds_no_secrets_of_the_build(two_images: tuple[Path, Path, list[
     assert not [p for p, m in members.items() if p.startswith("var/log/") and m.info.isfile()]
     assert not [p for p in members if "__pycache__" in p]
     assert members["etc/hostname"].data == b"g\n"
+    assert members["root/.ssh/authorized_keys"].data == b""  # the lab's key is the lab's
     assert all(m.info.mtime <= EPOCH for m in members.values())
     sshd = members["etc/ssh/sshd_config.d/10-provision9p.conf"].info
     assert (sshd.uid, sshd.gid, sshd.mode) == (0, 0, 0o644)  # the guest's owner, not 4321
