@@ -60,3 +60,4 @@ def test_guest_boots_from_an_image(lab_dir: Path, p9: Any) -> None:
         assert owners.stdout.split() == ["0:0:4755", "0:42:640"]
     finally:
         p9(*lab2, "down", "--timeout", "5")
+        p9("image", "rm", digest)  # the image store is the shared cache's
