@@ -19,6 +19,7 @@ from provision9p.commands import (
     doc,
     guests,
     host,
+    image,
     inventory,
     kernel,
     lab,
@@ -30,7 +31,7 @@ from provision9p.commands.common import LAB_HELP
 from provision9p.errors import LabError, Provision9pError
 
 # In --help order.
-COMMANDS = (lab, kernel, host, rootfs, guests, inventory, apply, verify, tune, doc)
+COMMANDS = (lab, kernel, host, rootfs, image, guests, inventory, apply, verify, tune, doc)
 
 
 def build_parser() -> argparse.ArgumentParser:

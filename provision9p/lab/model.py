@@ -129,6 +129,9 @@ class RootfsSpec:
     mirror: str | None = None  # None: the host's apt sources decide
     capabilities: str = "drop"  # drop | fail: file capabilities cannot cross mapped 9P
     layout: str = "copy"  # copy | overlay (rootfs/overlay.py: one base, a layer per guest)
+    # An image (`image build`) to create the tree from: a digest (or a unique prefix) in the
+    # store, or an absolute path; no debootstrap and no roles' tree phase then.
+    image: str | None = None
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ GUEST_KEYS = (
 )
 KERNEL_KEYS = ("package", "image", "modules", "initramfs", "cmdline")
 ROOTFS_KEYS = (
-    "suite", "variant", "components", "packages", "mirror", "capabilities", "layout",
+    "suite", "variant", "components", "packages", "mirror", "capabilities", "layout", "image",
     *(k for k in SHARE_KEYS if k != "mount"),
 )
 NETWORK_KEYS = ("ssh_port",)
@@ -274,6 +274,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         mirror=check.string(r, rpath, "mirror", None),
         capabilities=check.string(r, rpath, "capabilities", "drop", ("drop", "fail")) or "drop",
         layout=check.string(r, rpath, "layout", "copy", ("copy", "overlay")) or "copy",
+        image=_image_ref(check.string(r, rpath, "image", None), base),
     )
     if rootfs.mirror and not re.match(r"^(https?|file)://", rootfs.mirror):
         check.err((*rpath, "mirror"), f"expected an http://, https:// or file:// URL, got "
@@ -410,3 +411,10 @@ def _roles(data: Any, path: P, check: Checker, roles_path: tuple[Path, ...]
             rvars = {}
         out.append(RoleRef(name=name, vars=rvars, tags=check.strings(item, (*path, i), "tags")))
     return tuple(out)
+
+
+def _image_ref(ref: str | None, base: Path) -> str | None:
+    """rootfs.image: a digest stays as it is; a path resolves against the lab's directory."""
+    if ref is None or re.fullmatch(r"(sha256:)?[0-9a-f]{4,64}", ref):
+        return ref
+    return str(base / ref)

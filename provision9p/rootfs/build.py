@@ -82,12 +82,18 @@ def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = ""
         "run_as": [run_as.uid, run_as.gid], "capabilities": guest.rootfs.capabilities,
         "hooks": hook_key, "layout": guest.rootfs.layout,
     }
+    if guest.rootfs.image is not None:  # the tree comes from the image, nothing else
+        from provision9p.image.guest import image_key
+
+        data.update(base=image_key(guest.rootfs.image), hooks="")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def plan(target: Target, hook_key: str = "") -> BuildPlan:
     """The build's plan; `up` asks it whether a running guest is still what the lab says."""
-    fp = fingerprint(target.guest, target.mirror, target.run_as, hook_key)
+    # a guest made from an image needs no mirror (a CI host may have none)
+    mirror = target.mirror if target.guest.rootfs.image is None else ""
+    fp = fingerprint(target.guest, mirror, target.run_as, hook_key)
     st = target.state
     record = target.build_record()
     current = (record is not None and record.fingerprint == fp
@@ -102,7 +108,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     start = time.monotonic()
     lab, guest, st = target.lab, target.guest, target.state
     run_as = target.run_as
-    mirror = target.mirror
+    mirror = target.mirror if guest.rootfs.image is None else ""
     the_plan = plan(target, hook_key)
     # a killed build's staging copy (~300 MB) goes even when the tree in place is current
     clean_stale_staging(guest.root.path)
@@ -110,6 +116,10 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
         if overlay.ensure_mounted(guest.root.path):
             ui.info(f"    {guest.name}: mounted its overlay root again")
         return BuildResult(guest.name, False, time.monotonic() - start, {})
+    if guest.rootfs.image is not None:  # no debootstrap, no roles' tree phase
+        from provision9p.image.guest import build_from_image
+
+        return BuildResult(guest.name, True, build_from_image(target, the_plan.fingerprint), {})
     use_overlay = guest.rootfs.layout == "overlay"
     if use_overlay and model_of(guest.root).name != "mapped-xattr":
         raise BuildError(f"rootfs.layout: overlay works with a mapped-xattr root only, not "

@@ -15,6 +15,7 @@ import stat
 import struct
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import xattr
@@ -84,44 +85,62 @@ def export_tar(store: MetadataStore, out: Path) -> None:
     if out.exists():
         raise BuildError(f"{out} exists; export never overwrites")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    links: dict[tuple[int, int], str] = {}
     try:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            entries = [("", store.lstat("")), *_walk(store)]
-            for rel, st in entries:
-                name = f"./{rel}" if rel else "."
-                host_st = os.lstat(store.path(rel))
-                info = tarfile.TarInfo(name)
-                info.uid, info.gid = st.uid, st.gid
-                info.mode = stat.S_IMODE(st.mode)
-                info.mtime = int(st.mtime)
-                kind = stat.S_IFMT(st.mode)
-                key = (host_st.st_dev, host_st.st_ino)
-                data: bytes | None = None
-                if kind != stat.S_IFDIR and host_st.st_nlink > 1 and key in links:
-                    info.type, info.linkname = tarfile.LNKTYPE, links[key]
-                else:
-                    links[key] = name
-                    if kind == stat.S_IFDIR:
-                        info.type = tarfile.DIRTYPE
-                    elif kind == stat.S_IFLNK:
-                        info.type, info.linkname = tarfile.SYMTYPE, store.readlink(rel)
-                    elif kind == stat.S_IFREG:
-                        data = store.read_bytes(rel)
-                        info.size = len(data)
-                    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
-                        info.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
-                        info.devmajor, info.devminor = os.major(st.rdev), os.minor(st.rdev)
-                    elif kind == stat.S_IFIFO:
-                        info.type = tarfile.FIFOTYPE
-                    else:
-                        continue  # tar cannot hold a socket
-                info.pax_headers = _pax_xattrs(store.guest_xattrs(rel))
-                tar.addfile(info, io.BytesIO(data) if data is not None else None)
+            for entry in tar_entries(store):
+                data = entry.data
+                tar.addfile(entry.info, io.BytesIO(data) if data is not None else None)
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@dataclass
+class TarEntry:
+    """One object of a tree as a tar member: `rel` is its path in the store ('' the root)."""
+
+    rel: str
+    info: tarfile.TarInfo
+    data: bytes | None  # a regular file's content; None for every other kind
+
+
+def tar_entries(store: MetadataStore) -> Iterator[TarEntry]:
+    """The store's tree as tar members in walk order (names sorted per directory), with the
+    guest's owners, modes, devices and xattrs; a socket is skipped (tar cannot hold one).
+
+    Shared by `rootfs export` and image builds, which filter this stream."""
+    links: dict[tuple[int, int], str] = {}
+    for rel, st in [("", store.lstat("")), *_walk(store)]:
+        name = f"./{rel}" if rel else "."
+        host_st = os.lstat(store.path(rel))
+        info = tarfile.TarInfo(name)
+        info.uid, info.gid = st.uid, st.gid
+        info.mode = stat.S_IMODE(st.mode)
+        info.mtime = int(st.mtime)
+        kind = stat.S_IFMT(st.mode)
+        key = (host_st.st_dev, host_st.st_ino)
+        data: bytes | None = None
+        if kind != stat.S_IFDIR and host_st.st_nlink > 1 and key in links:
+            info.type, info.linkname = tarfile.LNKTYPE, links[key]
+        else:
+            links[key] = name
+            if kind == stat.S_IFDIR:
+                info.type = tarfile.DIRTYPE
+            elif kind == stat.S_IFLNK:
+                info.type, info.linkname = tarfile.SYMTYPE, store.readlink(rel)
+            elif kind == stat.S_IFREG:
+                data = store.read_bytes(rel)
+                info.size = len(data)
+            elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+                info.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
+                info.devmajor, info.devminor = os.major(st.rdev), os.minor(st.rdev)
+            elif kind == stat.S_IFIFO:
+                info.type = tarfile.FIFOTYPE
+            else:
+                continue  # tar cannot hold a socket
+        info.pax_headers = _pax_xattrs(store.guest_xattrs(rel))
+        yield TarEntry(rel, info, data)
 
 
 _ACL_TAGS = {0x01: "user:", 0x02: "user:", 0x04: "group:", 0x08: "group:", 0x10: "mask:",
