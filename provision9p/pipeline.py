@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision9p import ui
-from provision9p.boot import supervisor
+from provision9p.boot import lab_hosts, supervisor, switch
 from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
 from provision9p.errors import UsageError, VerifyError
@@ -51,8 +51,11 @@ def up(lab: LabSpec, targets: list[Target], *, rebuild: bool = False,
         for t in targets:
             for w in share_warnings(t.guest):
                 ui.warn(w)
-        for t in targets:
-            outcomes.append(_up_guest(t, plays[t.name], rebuild=rebuild, verify=verify))
+        with switch.serving(lab, targets) as restarted:
+            for t in targets:
+                outcomes.append(_up_guest(t, plays[t.name], rebuild=rebuild, verify=verify))
+            if lab.network.enabled or len(lab.guests) > 1:
+                outcomes.append(_lab_pass(lab, outcomes, restarted, verify))
     return _report(outcomes, time.monotonic() - start)
 
 
@@ -122,6 +125,17 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
     return out
 
 
+def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
+              verify: bool) -> GuestOutcome:
+    """The lab as a whole: its network's /etc/hosts, its shared directories."""
+    out = GuestOutcome(f"lab {lab.name}")
+    with ui.step(f"lab {lab.name}: names and shares across guests"):
+        out.notes, out.checks_failed = lab_hosts.settle(
+            lab, booted={o.name for o in outcomes if o.booted}, switch_restarted=restarted,
+            verify=verify)
+    return out
+
+
 def _roles_over_ssh(target: Target, conn: Connection, play: Play, out: GuestOutcome) -> None:
     with ui.step(f"{target.name}: roles over SSH"):
         recap = ssh_phase(target.lab, target.guest, conn, play)
@@ -175,12 +189,23 @@ def down(lab: LabSpec, targets: list[Target], timeout: float) -> dict[str, float
         for t in targets:
             start = time.monotonic()
             took[t.name] = time.monotonic() - start if supervisor.stop(t, timeout) else None
+        if not switch.any_guest_running(lab) and switch.stop(lab):
+            ui.info(f"lab {lab.name}: no guest runs; its network's switch is stopped")
     return took
 
 
 def status(target: Target) -> str:
     """`status`: one line per guest (more for a crashed one: its console's tail)."""
     return f"{target.name}: {supervisor.status(target).describe()}"
+
+
+def network_status(lab: LabSpec) -> str | None:
+    """`status`: the lab network's switch while it runs or should (nothing to say when
+    the lab has no network, or it and every guest are stopped)."""
+    if not lab.network.enabled:
+        return None
+    st = switch.status(lab, switch.guests_running(lab))
+    return st.describe() if st.state in ("running", "down") else None
 
 
 def connect_guest(target: Target) -> Connection:
@@ -222,6 +247,9 @@ def verify(targets: list[Target]) -> None:
     failed: list[str] = []
     for t in targets:
         failed += verify_guest(t).failed
+    from provision9p.verify import cross_guest
+
+    failed += cross_guest.check(lab_hosts.running_targets(targets[0].lab))[1] if targets else []
     if failed:
         raise VerifyError(f"{len(failed)} check(s) failed:\n" + "\n".join(f"  {f}" for f in failed))
 

@@ -33,6 +33,8 @@ class BootFiles:
     pidfile: Path
     accel: str  # "kvm" | "tcg"
     extra_cmdline: str = ""
+    #: the lab's vde_switch control directory (boot/switch.py); None: no lab network
+    lab_switch: Path | None = None
 
 
 def qemu_opts_escape(value: str) -> str:
@@ -102,6 +104,11 @@ def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
     netdev = f"user,id=net0,hostfwd=tcp:127.0.0.1:{run.ssh_port}-:22"
     argv += ["-netdev", netdev, "-device",
              f"{net},netdev=net0" + ("" if mmio else ",romfile=")]
+    if run.lab_switch is not None and guest.mac is not None:
+        # Second, so the guest's eth0 stays the user-mode NIC (SSH, the mirror).
+        argv += ["-netdev", f"vde,id=net1,sock={qemu_opts_escape(str(run.lab_switch))}",
+                 "-device", f"{net},id=labnic,netdev=net1,mac={guest.mac}"
+                 + ("" if mmio else ",romfile=")]
     argv += ["-chardev", f"file,id=con0,path={qemu_opts_escape(str(run.console_log))}",
              "-serial", "chardev:con0"]
     argv += ["-qmp", f"unix:{qemu_opts_escape(str(run.qmp_socket))},server=on,wait=off"]

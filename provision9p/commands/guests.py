@@ -77,9 +77,12 @@ def down_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     from provision9p import pipeline
 
-    _lab, chosen = targets(args)
+    lab, chosen = targets(args)
     for t in chosen:
         print(pipeline.status(t))
+    net = pipeline.network_status(lab)
+    if net is not None:
+        print(net)
     return 0
 
 

@@ -6,10 +6,13 @@ lab file once, and stages after it trust them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from provision9p.lab.network import LabNetwork
 
 # QEMU's security models by their canonical names; the lab folds the alias `mapped` into
 # mapped-xattr. What each one means lives in one object each (rootfs/security.py).
@@ -155,6 +158,9 @@ class GuestSpec:
     #: Ansible's play keywords: gather facts once at the start of a run, which subsets.
     gather_facts: bool = True
     gather_subset: tuple[str, ...] = ("all",)
+    #: on the lab network (lab/network.py): None when the lab has none
+    address: ipaddress.IPv4Interface | None = None
+    mac: str | None = None
 
     @property
     def all_shares(self) -> tuple[Share, ...]:
@@ -171,6 +177,7 @@ class LabSpec:
     guests: tuple[GuestSpec, ...]
     roles_path: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    network: LabNetwork = field(default_factory=LabNetwork)
 
     def guest(self, name: str) -> GuestSpec:
         for g in self.guests:

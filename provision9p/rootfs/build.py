@@ -81,6 +81,8 @@ def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = ""
         "run_as": [run_as.uid, run_as.gid], "capabilities": guest.rootfs.capabilities,
         "hooks": hook_key,
     }
+    if guest.address is not None:  # the lab NIC's config is in the tree
+        data["lab_net"] = [str(guest.address), guest.mac]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -142,7 +144,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
             tree = staging
             with ui.step(f"{guest.name}: guest setup on a copy of the base tree"):
                 _copy_tree(base.path, tree)
-                setup_tree(tree, SetupInputs(guest, client_pub, host_key))
+                setup_tree(tree, SetupInputs(guest, client_pub, host_key, lab=lab))
                 install_modules(kernel, tree)
                 if tree_hook is not None:
                     tree_hook(tree)
