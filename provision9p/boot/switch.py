@@ -84,7 +84,7 @@ def ensure(lab: LabSpec, run_as: RunAs, *, timeout: float = 10.0) -> tuple[int, 
     program = shutil.which(PROGRAM)
     if program is None:
         raise HostError(f"the lab network needs {PROGRAM}, which is not installed",
-                        hint="apt-get install vde2 (or `provision9p doctor --install`)")
+                        hint="apt-get install vde2")
     paths = SwitchPaths.of(lab)
     paths.dir.mkdir(parents=True, exist_ok=True)
     os.chown(paths.dir, run_as.uid, run_as.gid)

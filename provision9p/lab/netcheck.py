@@ -63,7 +63,7 @@ def lab_network(top: Mapping[str, Any], guests: Sequence[NetGuest], check: Check
     if shutil.which(SWITCH_PROGRAM) is None:
         where: P = npath if "network" in top else ("guests",)
         check.err(where, f"the lab network needs {SWITCH_PROGRAM}, which is not installed: "
-                         "apt-get install vde2 (or `provision9p doctor --install`)")
+                         "apt-get install vde2")
     if subnet is None:
         return net, {}
     ok = True
