@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ from provision9p.qemu_user import RunAs, check_reachable
 from provision9p.target import Target
 
 PROGRAM = "vde_switch"
+_REPLY_END = re.compile(rb"(^|\n)1\d{3} [^\n]*\n")
 PORTS = 64  # vde_switch's default is 32; a port per guest is all it needs
 
 
@@ -153,8 +155,8 @@ def ports_in_use(lab: LabSpec, timeout: float = 2.0) -> int | None:
             s.connect(str(SwitchPaths.of(lab).mgmt))
             s.sendall(b"port/print\n")
             data = b""
-            # the reply ends with a status line "1000 Success" (or an error code)
-            while b"\n1000 " not in data and b"\n15" not in data:
+            # the reply ends with a status line: "1000 Success", or 1xxx and an error
+            while not _REPLY_END.search(data):
                 chunk = s.recv(65536)
                 if not chunk:
                     break
