@@ -38,6 +38,8 @@ class GuestOutcome:
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the lab's own line (names and shares across guests), not a guest
+    lab_wide: bool = False
 
 
 def up(lab: LabSpec, targets: list[Target], *, rebuild: bool = False,
@@ -128,7 +130,7 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
 def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
               verify: bool) -> GuestOutcome:
     """The lab as a whole: its network's /etc/hosts, its shared directories."""
-    out = GuestOutcome(f"lab {lab.name}")
+    out = GuestOutcome(f"lab {lab.name}", lab_wide=True)
     with ui.step(f"lab {lab.name}: names and shares across guests"):
         out.notes, out.checks_failed = lab_hosts.settle(
             lab, booted={o.name for o in outcomes if o.booted}, switch_restarted=restarted,
@@ -157,7 +159,8 @@ def _report(outcomes: list[GuestOutcome], seconds: float) -> int:
         for f in o.checks_failed:
             print(f"  failed: {f}")
     changed = any(o.built or o.booted or o.roles_changed for o in outcomes)
-    print(f"{'changed' if changed else 'no change'}; {len(outcomes)} guest(s) in {seconds:.1f} s")
+    guests = sum(not o.lab_wide for o in outcomes)
+    print(f"{'changed' if changed else 'no change'}; {guests} guest(s) in {seconds:.1f} s")
     if failed:
         raise VerifyError("some checks failed (see above)",
                           hint="`provision9p verify` reruns them; `provision9p console GUEST` "
