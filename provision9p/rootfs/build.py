@@ -209,5 +209,8 @@ def _prepare_extra_shares(guest: GuestSpec, run_as: RunAs) -> None:
     for share in guest.shares:
         if share.path.exists():
             continue
-        share.path.mkdir(parents=True)
+        try:
+            share.path.mkdir(parents=True)
+        except FileExistsError:
+            continue  # a directory several guests share, made by another guest's build
         model_of(share).new_share_dir(share.path, run_as.uid, run_as.gid)
