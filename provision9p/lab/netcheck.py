@@ -59,6 +59,12 @@ def lab_network(top: Mapping[str, Any], guests: Sequence[NetGuest], check: Check
                             len(guests) > 1 or "network" in top or pinned_any)
     net = LabNetwork(subnet=subnet or ipaddress.IPv4Network(DEFAULT_SUBNET), enabled=enabled)
     if not enabled:
+        for g in guests:
+            if g.pinned is not None:
+                check.origin = g.origin
+                check.err(("guests", g.name, "network", "address"), "the lab network is "
+                          "off (network.enabled: false); remove the address or turn it on")
+        check.origin = {}
         return net, {}
     if shutil.which(SWITCH_PROGRAM) is None:
         where: P = npath if "network" in top else ("guests",)

@@ -176,12 +176,14 @@ NET_LABS = [  # (lab text, what the message says, at which key)
      "broadcast address", "guests.a.network.address"),
     ("name: t\nnetwork: {subnet: lan}\nguests:\n  a: {}\n  b: {}\n",
      'expected an IPv4 subnet such as 10.89.0.0/24, got "lan"', "network.subnet"),
+    ("name: t\nnetwork: {enabled: false}\nguests:\n  a: {network: {address: 10.89.0.3}}\n",
+     "the lab network is off", "guests.a.network.address"),
 ]
 
 
 @pytest.mark.parametrize(("text", "says", "key"), NET_LABS,
                          ids=["same-address", "outside", "too-small", "slirp", "broadcast",
-                              "not-a-subnet"])
+                              "not-a-subnet", "network-off"])
 @pytest.mark.parametrize("command", [["validate"], ["up"], ["status"]], ids=" ".join)
 def test_bad_lab_network(p9: Run, tmp_path: Path, text: str, says: str, key: str,
                          command: list[str]) -> None:
