@@ -92,13 +92,9 @@ def connection_vars(lab: LabSpec, port: int) -> dict[str, Any]:
 
 
 def extra_host_vars(guest: GuestSpec) -> dict[str, Any]:
-    """Host vars beyond the connection's, for the inventory and `hostvars` alike.
-
-    The one place for the guest's lab-network address (`lab_address`) once Target (or
-    GuestSpec) carries it.
-    """
-    address = getattr(guest, "address", None)
-    return {"lab_address": str(address)} if address else {}
+    """Host vars beyond the connection's, for the inventory and `hostvars` alike: the
+    guest's address on the lab network (lab/network.py), without its prefix."""
+    return {"lab_address": str(guest.address.ip)} if guest.address is not None else {}
 
 
 def write_known_hosts(lab: LabSpec, hosts: Iterable[Reachable]) -> Path:

@@ -32,6 +32,8 @@ class GuestOutcome:
     ssh_port: int | None = None
     # stage -> seconds: build's (kernel, debootstrap, setup, ...), boot's milestones
     timings: dict[str, Any] = field(default_factory=dict)
+    #: the lab's own line (names and shares across guests), not a guest
+    lab_wide: bool = False
 
 
 class GuestsFailed(Provision9pError):
@@ -51,6 +53,8 @@ class UpRun:
     results: list[Outcome[GuestOutcome]]
     guests: dict[str, GuestOutcome]
     seconds: float
+    # the lab as a whole (its network's names, shares across guests), when it has several
+    lab_wide: GuestOutcome | None = None
 
     def state(self, name: str) -> str:
         """up | failed | checks failed | cancelled"""
@@ -92,6 +96,10 @@ def summary_lines(run: UpRun) -> list[str]:
         lines += [f"  failed: {f}" for f in g.checks_failed if not g.checks]  # else the report
         if r.error is not None:
             lines.append(f"  error: {first_line(r.error)}")
+    if (lw := run.lab_wide) is not None:
+        lines.append(f"{lw.name}: {'FAILED' if lw.checks_failed else 'ok'}")
+        lines += [f"  {note}" for note in lw.notes]
+        lines += [f"  failed: {f}" for f in lw.checks_failed]
     failed = run.failed
     tail = f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""
     lines.append(f"{'changed' if run.changed else 'no change'}; {len(run.results)} guest(s) "
@@ -123,9 +131,11 @@ def guest_json(run: UpRun, result: Outcome[GuestOutcome]) -> dict[str, Any]:
 def to_json(run: UpRun) -> dict[str, Any]:
     """The document `up --json` prints: stable keys, one object per guest by name."""
     return {
-        "lab": run.lab, "ok": not run.failed, "changed": run.changed,
+        "lab": run.lab, "ok": final_error(run) is None, "changed": run.changed,
         "seconds": round(run.seconds, 2), "failed": run.failed,
         "guests": {r.name: guest_json(run, r) for r in run.results},
+        "lab_checks": None if run.lab_wide is None else {
+            "notes": run.lab_wide.notes, "failed": run.lab_wide.checks_failed},
     }
 
 
@@ -136,8 +146,12 @@ def final_error(run: UpRun) -> Provision9pError | BaseException | None:
     several; with more, one error naming the failed guests, exit 2 only when every
     failure was bad input (and 1 when any check or run failed)."""
     failed = run.failed
-    if not failed:
+    lab_failed = run.lab_wide is not None and bool(run.lab_wide.checks_failed)
+    if not failed and not lab_failed:
         return None
+    if not failed:
+        return VerifyError("the lab's cross-guest checks failed (see above)",
+                           hint="`provision9p verify` reruns them")
     errors = [r.error for r in run.results if r.error is not None]
     if len(run.results) == 1 and errors:
         return errors[0]

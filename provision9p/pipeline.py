@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from provision9p import ui
-from provision9p.boot import supervisor
+from provision9p.boot import lab_hosts, supervisor, switch
 from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
 from provision9p.errors import UsageError
@@ -57,14 +57,15 @@ def up(lab: LabSpec, targets: list[Target], *, rebuild: bool = False,
             for w in share_warnings(t.guest):
                 ui.warn(w)
         _before_guests(lab, targets)
-        work = [Job(t.name, functools.partial(_up_guest, t, plays[t.name], guests[t.name],
-                                              rebuild=rebuild, verify=verify))
-                for t in targets]
-        with ui.board([t.name for t in targets]):
-            results = run_jobs(work, limit=jobs or default_jobs(),
-                               on_end=functools.partial(_guest_ended, guests))
-        _after_guests(lab, targets, guests)
-    return UpRun(lab.name, results, guests, time.monotonic() - start)
+        with switch.serving(lab, targets) as restarted:
+            work = [Job(t.name, functools.partial(_up_guest, t, plays[t.name], guests[t.name],
+                                                  rebuild=rebuild, verify=verify))
+                    for t in targets]
+            with ui.board([t.name for t in targets]):
+                results = run_jobs(work, limit=jobs or default_jobs(),
+                                   on_end=functools.partial(_guest_ended, guests))
+            lab_wide = _after_guests(lab, guests, restarted, verify)
+    return UpRun(lab.name, results, guests, time.monotonic() - start, lab_wide)
 
 
 def _before_guests(lab: LabSpec, targets: list[Target]) -> None:
@@ -76,9 +77,13 @@ def _before_guests(lab: LabSpec, targets: list[Target]) -> None:
         keys.lab_client_key(targets[0].client_key)
 
 
-def _after_guests(lab: LabSpec, targets: list[Target],
-                  guests: dict[str, GuestOutcome]) -> None:
-    """Lab-wide work once every guest's job has ended (also when some failed)."""
+def _after_guests(lab: LabSpec, guests: dict[str, GuestOutcome], restarted: bool,
+                  verify: bool) -> GuestOutcome | None:
+    """Lab-wide work once every guest's job has ended (also when some failed): the lab
+    network's /etc/hosts in every running guest, its shared directories across guests."""
+    if not (lab.network.enabled or len(lab.guests) > 1):
+        return None
+    return _lab_pass(lab, list(guests.values()), restarted, verify)
 
 
 def _guest_ended(guests: dict[str, GuestOutcome], result: Outcome[GuestOutcome]) -> None:
@@ -169,6 +174,17 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
     return out
 
 
+def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
+              verify: bool) -> GuestOutcome:
+    """The lab as a whole: its network's /etc/hosts, its shared directories."""
+    out = GuestOutcome(f"lab {lab.name}", lab_wide=True)
+    with ui.step(f"lab {lab.name}: names and shares across guests"):
+        out.notes, out.checks_failed = lab_hosts.settle(
+            lab, booted={o.name for o in outcomes if o.booted}, switch_restarted=restarted,
+            verify=verify)
+    return out
+
+
 def _roles_over_ssh(target: Target, conn: Connection, play: Play, out: GuestOutcome) -> None:
     with ui.step(f"{target.name}: roles over SSH"):
         recap = ssh_phase(target.lab, target.guest, conn, play)
@@ -205,13 +221,23 @@ def down(lab: LabSpec, targets: list[Target], timeout: float,
     with lab_lock(lab, "down"), ui.board([t.name for t in targets]):
         results = run_jobs([Job(t.name, functools.partial(stop, t)) for t in targets],
                            limit=jobs or max(len(targets), 1))
-        # (lab-wide work after the last guest is down goes here)
+        if not switch.any_guest_running(lab) and switch.stop(lab):
+            ui.info(f"lab {lab.name}: no guest runs; its network's switch is stopped")
     return results
 
 
 def status(target: Target) -> str:
     """`status`: one line per guest (more for a crashed one: its console's tail)."""
     return f"{target.name}: {supervisor.status(target).describe()}"
+
+
+def network_status(lab: LabSpec) -> str | None:
+    """`status`: the lab network's switch while it runs or should (nothing to say when
+    the lab has no network, or it and every guest are stopped)."""
+    if not lab.network.enabled:
+        return None
+    st = switch.status(lab, switch.guests_running(lab))
+    return st.describe() if st.state in ("running", "down") else None
 
 
 def connect_guest(target: Target) -> Connection:
@@ -252,7 +278,12 @@ def verify(targets: list[Target]) -> list[CheckResult]:
     """`verify`: the share checks and the lab's own files, every guest's outcome."""
     for t in targets:
         t.require_running()
-    return [c for t in targets for c in verify_guest(t).checks]
+    checks = [c for t in targets for c in verify_guest(t).checks]
+    from provision9p.verify import cross_guest
+
+    if targets:
+        checks += cross_guest.results(lab_hosts.running_targets(targets[0].lab))
+    return checks
 
 
 def export(target: Target, output: Path) -> None:

@@ -42,6 +42,11 @@ class Target:
         return self.guest.name
 
     @property
+    def address(self) -> str | None:
+        """The guest's address on the lab network (no prefix), None when the lab has none."""
+        return str(self.guest.address.ip) if self.guest.address is not None else None
+
+    @property
     def known_hosts(self) -> Path:
         return self.state.known_hosts
 

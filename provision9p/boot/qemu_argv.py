@@ -33,6 +33,8 @@ class BootFiles:
     pidfile: Path
     accel: str  # "kvm" | "tcg"
     extra_cmdline: str = ""
+    #: the lab's vde_switch control directory (boot/switch.py); None: no lab network
+    lab_switch: Path | None = None
 
 
 def qemu_opts_escape(value: str) -> str:
@@ -98,7 +100,11 @@ def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
     for i, share in enumerate(guest.all_shares):
         argv += fsdev_args(share, f"fs{i}")
     netdev = f"user,id=net0,hostfwd=tcp:127.0.0.1:{run.ssh_port}-:22"
-    argv += ["-netdev", netdev, "-device", _net_device(guest)]
+    argv += ["-netdev", netdev, "-device", _net_device(guest, "net0")]
+    if run.lab_switch is not None and guest.mac is not None:
+        # Second, so the guest's eth0 stays the user-mode NIC (SSH, the mirror).
+        argv += ["-netdev", f"vde,id=net1,sock={qemu_opts_escape(str(run.lab_switch))}",
+                 "-device", _net_device(guest, "net1") + f",id=labnic,mac={guest.mac}"]
     argv += ["-chardev", f"file,id=con0,path={qemu_opts_escape(str(run.console_log))}",
              "-serial", "chardev:con0"]
     argv += ["-qmp", f"unix:{qemu_opts_escape(str(run.qmp_socket))},server=on,wait=off"]
@@ -106,11 +112,11 @@ def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
     return argv
 
 
-def _net_device(guest: GuestSpec) -> str:
+def _net_device(guest: GuestSpec, netdev: str) -> str:
     """The NIC on the bus the machine has: s390x's channel subsystem (ccw) has no PCI
     slot for it; microvm has only virtio-mmio; `romfile=` is a PCI option (no iPXE ROM)."""
     if guest.arch == "s390x":
-        return "virtio-net-ccw,netdev=net0"
+        return f"virtio-net-ccw,netdev={netdev}"
     if guest.machine in MMIO_MACHINES:
-        return "virtio-net-device,netdev=net0"
-    return "virtio-net-pci,netdev=net0,romfile="
+        return f"virtio-net-device,netdev={netdev}"
+    return f"virtio-net-pci,netdev={netdev},romfile="

@@ -93,15 +93,17 @@ def down_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from provision9p import jsonout, tables
+    from provision9p import jsonout, pipeline, tables
     from provision9p.boot import supervisor
 
-    _lab, chosen = targets(args)
+    lab, chosen = targets(args)
+    net = pipeline.network_status(lab)
     if args.json:
-        jsonout.dump({"guests": [jsonout.guest_state(t) for t in chosen]})
+        jsonout.dump({"guests": [jsonout.guest_state(t) for t in chosen], "network": net})
         return 0
     found = [(t.name, supervisor.status(t)) for t in chosen]
     plain = "".join(f"{name}: {st.describe()}\n" for name, st in found)
+    plain += f"{net}\n" if net is not None else ""
     rows = [[name, st.state, str(st.pid or "-"),
              f"127.0.0.1:{st.ssh_port}" if st.ssh_port else "-", st.accel or "-",
              f"{st.since:.0f} s" if st.since is not None else "-"] for name, st in found]
@@ -112,6 +114,8 @@ def status_command(args: argparse.Namespace) -> int:
             if st.console_tail:
                 print(f"{name} crashed; its last console lines:")
                 print("\n".join(f"  {line}" for line in st.console_tail.splitlines()))
+        if net is not None:
+            print(net)
     return 0
 
 

@@ -6,10 +6,13 @@ lab file once, and stages after it trust them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from provision9p.lab.network import LabNetwork
 
 # QEMU's security models by their canonical names; the lab folds the alias `mapped` into
 # mapped-xattr. What each one means lives in one object each (rootfs/security.py).
@@ -164,6 +167,9 @@ class GuestSpec:
     gather_subset: tuple[str, ...] = ("all",)
     #: Ansible inventory groups besides `all` and the lab's own (provision9p/inventory.py).
     groups: tuple[str, ...] = ()
+    #: on the lab network (lab/network.py): None when the lab has none
+    address: ipaddress.IPv4Interface | None = None
+    mac: str | None = None
 
     @property
     def all_shares(self) -> tuple[Share, ...]:
@@ -180,6 +186,7 @@ class LabSpec:
     guests: tuple[GuestSpec, ...]
     roles_path: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    network: LabNetwork = field(default_factory=LabNetwork)
 
     def guest(self, name: str) -> GuestSpec:
         for g in self.guests:

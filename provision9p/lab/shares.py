@@ -297,3 +297,49 @@ def unique_shares(root: Share | None, shares: list[tuple[int, ShareKeys]], spath
         if root and share.path is not None and nested(share.path, root.path):
             check.err((*spath, i, "path"), "an extra share cannot be the root tree, be inside "
                                            "it or contain it")
+
+
+# Cache modes that keep file data or metadata in the guest without asking the server
+# again (Linux Documentation/filesystems/9p.rst: loose is "intended for exclusive,
+# read-only mounts", fscache is a persistent read cache). mmap caches only pages of
+# mmap()ed files, like none otherwise, so plain reads and writes stay coherent.
+STALE_CACHES = ("loose", "fscache")
+
+
+@dataclass(frozen=True)
+class GuestShares:
+    """One guest's extra shares with their index in its `shares:` list."""
+
+    guest: str
+    shares: tuple[tuple[int, Share], ...]
+    origin: dict[P, P]
+
+
+def shared_across_guests(guests: list[GuestShares], check: Checker) -> None:
+    """A host directory in several guests' shares: the same security model everywhere
+    (else one guest's owners are another's garbage), and a warning for a cache mode
+    that would show a guest stale data written by another."""
+    seen: list[tuple[str, int, Share]] = []
+    for g in guests:
+        for i, share in g.shares:
+            others = [(name, j, s) for name, j, s in seen
+                      if name != g.guest and nested(share.path, s.path)]
+            seen.append((g.guest, i, share))
+            if not others:
+                continue
+            check.origin = g.origin
+            spath: P = ("guests", g.guest, "shares", i)
+            first = others[0]
+            if share.security_model != first[2].security_model:
+                check.err((*spath, "security_model"), f"{share.path} is shared with guest "
+                          f"{first[0]} as {first[2].security_model}; a directory several "
+                          "guests share needs one security model")
+            for name, j, s in [(g.guest, i, share), *others]:
+                if s.options.cache in STALE_CACHES:
+                    where = ("guests", name, "shares", j, "cache")
+                    owner = next(x for x in guests if x.guest == name)
+                    check.origin = owner.origin
+                    check.warn(where, f"cache={s.options.cache} never revalidates, and "
+                               f"{s.path} is shared by several guests: one guest may not see "
+                               "another's writes; use cache=none (or mmap)")
+    check.origin = {}

@@ -7,7 +7,9 @@ merged value points at the line where it was written.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,12 +33,15 @@ from provision9p.lab.model import (
     Share,
     default_transport,
 )
+from provision9p.lab.netcheck import NetGuest, guest_address, lab_network
 from provision9p.lab.shares import (
     SHARE_KEYS,
+    GuestShares,
     ShareContext,
     ShareKeys,
     check_share,
     nested,
+    shared_across_guests,
     unique_shares,
 )
 from provision9p.lab.units import parse_size
@@ -49,7 +54,8 @@ OLD_KERNELS = {"buster": "4.19", "bullseye": "5.10", "bookworm": "6.1"}
 # provision9p writes these from the root share; a second copy on the command line wins.
 ROOT_CMDLINE = ("root", "rootfstype", "rootflags")
 
-TOP_KEYS = ("name", "state_dir", "allow_passthrough", "roles_path", "defaults", "guests")
+TOP_KEYS = ("name", "state_dir", "allow_passthrough", "roles_path", "defaults", "guests",
+            "network")
 GUEST_KEYS = (
     "arch", "machine", "memory", "cpus", "accel", "kernel", "rootfs", "shares",
     "network", "boot_timeout", "roles", "vars", "verify", "gather_facts", "gather_subset",
@@ -60,7 +66,7 @@ ROOTFS_KEYS = (
     "suite", "variant", "components", "packages", "mirror", "capabilities", "layout", "image",
     *(k for k in SHARE_KEYS if k != "mount"),
 )
-NETWORK_KEYS = ("ssh_port",)
+NETWORK_KEYS = ("ssh_port", "address")
 
 
 def _merge(defaults: Any, guest: Any, dpath: P, gpath: P, rel: P,
@@ -153,6 +159,7 @@ class _Checked:
     spec: GuestSpec
     origin: dict[P, P]
     shares: tuple[tuple[int, ShareKeys], ...]  # index in the lab's list, its valid keys
+    pinned: ipaddress.IPv4Address | None = None  # network.address, on the lab network
 
 
 def _lab(data: Any, check: Checker, source: str, base: Path) -> LabSpec | None:
@@ -194,11 +201,17 @@ def _lab(data: Any, check: Checker, source: str, base: Path) -> LabSpec | None:
         if guest is not None:
             guests.append(guest)
     _across_guests(guests, check)
+    network, addresses = lab_network(
+        top, [NetGuest(g.spec.name, g.pinned, g.origin) for g in guests], check, name)
+    specs = [dataclasses.replace(g.spec, address=addresses[g.spec.name][0],
+                                 mac=addresses[g.spec.name][1])
+             if g.spec.name in addresses else g.spec for g in guests]
     check.origin = {}
     return LabSpec(
         name=name, source=source, base_dir=base, state_dir=state,
-        allow_passthrough=allow_pt, guests=tuple(g.spec for g in guests),
+        allow_passthrough=allow_pt, guests=tuple(specs),
         roles_path=roles_path, warnings=tuple(dict.fromkeys(check.warnings)),
+        network=network,
     )
 
 
@@ -222,6 +235,8 @@ def _across_guests(guests: list[_Checked], check: Checker) -> None:
                           f"guest {owner} ({other}); each guest needs its own root tree")
                 break
         roots.setdefault(root, g.spec.name)
+    shared_across_guests([GuestShares(g.spec.name, _indexed(g), g.origin) for g in guests],
+                         check)
     for g in guests:
         check.origin = g.origin
         for i, share in g.shares:
@@ -231,6 +246,19 @@ def _across_guests(guests: list[_Checked], check: Checker) -> None:
                     check.err(("guests", g.spec.name, "shares", i, "path"),
                               f"{share.path} overlaps the root tree of guest {h.spec.name}; "
                               "a root tree belongs to its own guest only")
+
+
+def _indexed(g: _Checked) -> tuple[tuple[int, Share], ...]:
+    """The guest's valid extra shares with their index in its `shares:` list."""
+    valid = iter(g.spec.shares)
+    out = []
+    for i, keys in g.shares:
+        if keys.path is None or keys.mount_tag is None or keys.mount is None:
+            continue  # check_share returned no Share for it
+        share = next(valid, None)
+        if share is not None:
+            out.append((i, share))
+    return tuple(out)
 
 
 def _mib(value: Any) -> int:
@@ -310,6 +338,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
     port: int | None = None
     if n.get("ssh_port", "auto") != "auto":
         port = check.integer(n, npath, "ssh_port", 0, 1024, 65535, what="a port (or auto)")
+    pinned = guest_address(n, npath, check)
 
     roles = _roles(g.get("roles"), (*path, "roles"), check, roles_path)
     gvars = g.get("vars") or {}
@@ -332,7 +361,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         roles=roles, vars=gvars, verify=tuple(verify), gather_facts=gather,
         gather_subset=subset, groups=groups,
     )
-    return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(keys))
+    return _Checked(spec=spec, origin=dict(check.origin), shares=tuple(keys), pinned=pinned)
 
 
 def _groups(g: Mapping[str, Any], path: P, check: Checker) -> tuple[str, ...]:

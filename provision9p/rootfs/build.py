@@ -86,6 +86,8 @@ def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = ""
         from provision9p.image.guest import image_key
 
         data.update(base=image_key(guest.rootfs.image), hooks="")
+    if guest.address is not None:  # the lab NIC's config is in the tree
+        data["lab_net"] = [str(guest.address), guest.mac]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -179,7 +181,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                         overlay.plain_overlay(plain_layers, root_path, staging))
                 else:
                     _copy_tree(base.path, tree)
-                setup_tree(tree, SetupInputs(guest, client_pub, host_key))
+                setup_tree(tree, SetupInputs(guest, client_pub, host_key, lab=lab))
                 install_modules(kernel, tree, copy=not use_overlay)
                 if tree_hook is not None:
                     tree_hook(tree)
@@ -260,5 +262,8 @@ def _prepare_extra_shares(guest: GuestSpec, run_as: RunAs) -> None:
     for share in guest.shares:
         if share.path.exists():
             continue
-        share.path.mkdir(parents=True)
+        try:
+            share.path.mkdir(parents=True)
+        except FileExistsError:
+            continue  # a directory several guests share, made by another guest's build
         model_of(share).new_share_dir(share.path, run_as.uid, run_as.gid)

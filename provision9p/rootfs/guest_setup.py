@@ -12,7 +12,8 @@ from pathlib import Path
 
 from provision9p.boot.qemu_argv import SLIRP_ADDRESS, SLIRP_GATEWAY
 from provision9p.errors import BuildError
-from provision9p.lab.model import GuestSpec
+from provision9p.lab.model import GuestSpec, LabSpec
+from provision9p.lab.network import hosts_block, network_file, with_hosts_block
 from provision9p.rootfs import chroot_path as cp
 from provision9p.rootfs.keys import KeyPair
 
@@ -49,6 +50,8 @@ class SetupInputs:
     guest: GuestSpec
     authorized_key: str  # the lab's client key, public line
     host_key: KeyPair  # the guest's ed25519 host key
+    #: the guest's lab: its network's peers go into /etc/hosts (None: no lab network)
+    lab: LabSpec | None = None
 
 
 def fstab(guest: GuestSpec) -> str:
@@ -58,12 +61,26 @@ def fstab(guest: GuestSpec) -> str:
             f"{root.mount_tag} / 9p {root.options.as_string()} 0 0\n")
 
 
+def lab_hosts_block(lab: LabSpec) -> str | None:
+    """Every lab guest's name and address, or None when the lab has no network."""
+    entries = [(g.name, str(g.address.ip)) for g in lab.guests if g.address is not None]
+    return hosts_block(lab.name, entries) if lab.network.enabled and entries else None
+
+
+def etc_hosts(guest: GuestSpec, lab: LabSpec | None) -> str:
+    """The guest's /etc/hosts; the lab's block is not a build input (so adding a guest
+    rebuilds nobody): `up` rewrites it over SSH in the running guests (boot/lab_hosts.py)."""
+    text = (f"127.0.0.1\tlocalhost\n127.0.1.1\t{guest.name}\n"
+            "::1\t\tlocalhost ip6-localhost ip6-loopback\n")
+    block = lab_hosts_block(lab) if lab is not None else None
+    return with_hosts_block(text, lab.name, block) if lab is not None and block else text
+
+
 def setup_tree(tree: Path, inputs: SetupInputs) -> None:
     guest = inputs.guest
     name = guest.name
     cp.write_file(tree, "/etc/hostname", f"{name}\n")
-    cp.write_file(tree, "/etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n"
-                  "::1\t\tlocalhost ip6-localhost ip6-loopback\n")
+    cp.write_file(tree, "/etc/hosts", etc_hosts(guest, inputs.lab))
     cp.write_file(tree, "/etc/machine-id", secrets.token_hex(16) + "\n", 0o444)
     cp.write_file(tree, "/etc/fstab", fstab(guest))
     cp.write_file(tree, "/etc/resolv.conf", f"nameserver {SLIRP_DNS}\n")
@@ -73,6 +90,9 @@ def setup_tree(tree: Path, inputs: SetupInputs) -> None:
                   "[Match]\nName=eth0\n\n[Network]\n"
                   f"Address={SLIRP_ADDRESS}\nGateway={SLIRP_GATEWAY}\nDNS={SLIRP_DNS}\n"
                   "LinkLocalAddressing=no\nIPv6AcceptRA=no\nKeepConfiguration=static\n")
+    if guest.address is not None and guest.mac is not None:
+        cp.write_file(tree, "/etc/systemd/network/30-lab.network",
+                      network_file(guest.mac, guest.address))
     _ssh(tree, inputs)
     for unit in MASKED_UNITS:
         cp.symlink(tree, f"/etc/systemd/system/{unit}", "/dev/null")

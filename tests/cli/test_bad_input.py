@@ -160,3 +160,48 @@ def test_a_closed_pipe_ends_quietly(lab: Path, built: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert err == ""
+
+
+NET_LABS = [  # (lab text, what the message says, at which key)
+    ("name: t\nguests:\n  a: {network: {address: 10.89.0.7}}\n"
+     "  b: {network: {address: 10.89.0.7}}\n",
+     "10.89.0.7 is also guest a's address", "guests.b.network.address"),
+    ("name: t\nguests:\n  a: {network: {address: 10.90.0.7}}\n  b: {}\n",
+     "10.90.0.7 is outside the lab's subnet 10.89.0.0/24", "guests.a.network.address"),
+    ("name: t\nnetwork: {subnet: 10.89.0.0/30}\nguests:\n  a: {}\n  b: {}\n  c: {}\n",
+     "10.89.0.0/30 has room for 2 guest(s), the lab has 3", "network.subnet"),
+    ("name: t\nnetwork: {subnet: 10.0.0.0/16}\nguests:\n  a: {}\n  b: {}\n",
+     "overlaps 10.0.2.0/24, QEMU's user network", "network.subnet"),
+    ("name: t\nguests:\n  a: {network: {address: 10.89.0.255}}\n  b: {}\n",
+     "broadcast address", "guests.a.network.address"),
+    ("name: t\nnetwork: {subnet: lan}\nguests:\n  a: {}\n  b: {}\n",
+     'expected an IPv4 subnet such as 10.89.0.0/24, got "lan"', "network.subnet"),
+    ("name: t\nnetwork: {enabled: false}\nguests:\n  a: {network: {address: 10.89.0.3}}\n",
+     "the lab network is off", "guests.a.network.address"),
+]
+
+
+@pytest.mark.parametrize(("text", "says", "key"), NET_LABS,
+                         ids=["same-address", "outside", "too-small", "slirp", "broadcast",
+                              "not-a-subnet", "network-off"])
+@pytest.mark.parametrize("command", [["validate"], ["up"], ["status"]], ids=" ".join)
+def test_bad_lab_network(p9: Run, tmp_path: Path, text: str, says: str, key: str,
+                         command: list[str]) -> None:
+    lab = tmp_path / "net.yml"
+    lab.write_text(text)
+    assert_refused(p9("-f", str(lab), *command), says, f" {key}: ")
+    assert not (tmp_path / ".provision9p").exists()  # refused before anything started
+
+
+def test_lab_network_without_vde_switch(p9: Run, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = tmp_path / "net.yml"
+    lab.write_text("name: t\nguests:\n  a: {}\n  b: {}\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert_refused(p9("-f", str(lab), "validate"), "guests: the lab network needs vde_switch",
+                   "apt-get install vde2")
+    lab.write_text("name: t\nnetwork: {subnet: 10.77.0.0/24}\nguests:\n  a: {}\n")
+    assert_refused(p9("-f", str(lab), "up"), "network: the lab network needs vde_switch")
+    # a lab without a network does not need it
+    lab.write_text("name: t\nguests:\n  a: {}\n")
+    assert p9("-f", str(lab), "validate").returncode == 0

@@ -96,8 +96,10 @@ def test_inventory_read_by_ansible(lab: LabSpec, tmp_path: Path,
         "ansible_host": "127.0.0.1", "ansible_port": 40001, "ansible_user": "root",
         "ansible_ssh_private_key_file": str(lab.state_dir / "ssh" / "id_ed25519"),
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} "
-                                   "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"}
+                                   "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
+        "lab_address": "10.89.0.1"}  # two guests: the lab network, web first in the lab
     assert data["_meta"]["hostvars"]["db"]["ansible_port"] == 40002
+    assert data["_meta"]["hostvars"]["db"]["lab_address"] == "10.89.0.2"
     # Pinned by host and port, both running guests (the file serves every printout).
     assert known.read_text() == (
         "[127.0.0.1]:40001 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIwebkey\n"
