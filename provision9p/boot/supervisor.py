@@ -23,6 +23,7 @@ from provision9p.boot import accel as accel_mod
 from provision9p.boot.console import ConsoleWatch, likely_cause
 from provision9p.boot.qemu_argv import BootFiles, qemu_argv
 from provision9p.boot.qmp import QMP, QMPError
+from provision9p.boot.vmlinux import bootable_kernel
 from provision9p.connect.ssh import HostKeyMismatch, open_client, ssh_banner
 from provision9p.errors import BootError, ConnectError
 from provision9p.lab.model import GuestSpec
@@ -53,7 +54,8 @@ def free_port() -> int:
 
 def boot_files(target: Target, accel: str, port: int) -> BootFiles:
     st = target.state
-    return BootFiles(kernel=st.kernel, initrd=st.initrd if st.initrd.is_file() else None,
+    kernel = bootable_kernel(st.kernel, target.guest.arch)
+    return BootFiles(kernel=kernel, initrd=st.initrd if st.initrd.is_file() else None,
                      ssh_port=port, console_log=st.console, qmp_socket=st.qmp,
                      pidfile=st.pidfile, accel=accel)
 
