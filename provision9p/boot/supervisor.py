@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from provision9p import ui
 from provision9p.boot import accel as accel_mod
 from provision9p.boot.console import ConsoleWatch, likely_cause
+from provision9p.boot.probe import BannerProbe
 from provision9p.boot.qemu_argv import BootFiles, qemu_argv
 from provision9p.boot.qmp import QMP, QMPError
 from provision9p.boot.vmlinux import bootable_kernel
@@ -40,6 +41,11 @@ class BootReport:
     ssh_port: int
     seconds: float
     stages: dict[str, float] = field(default_factory=dict)  # milestone -> s since start
+
+
+# The wait loop's beat: a milestone on the console or SSH answering is seen this late
+# at most (plus the time a read of the console takes).
+POLL_SECONDS = 0.05
 
 
 class _NoProgressUnderKVM(BootError):
@@ -185,45 +191,51 @@ def _wait_for_ssh(target: Target, exited: Callable[[], int | None], port: int,
     watch = ConsoleWatch(st.console)
     stages: dict[str, float] = {}
     deadline = started + guest.boot_timeout
-    next_try = 0.0
-    while True:
-        now = time.monotonic()
-        watch.poll()
-        for name in watch.reached():
-            if name not in stages:
-                stages[name] = round(now - started, 2)
-                ui.info(f"    {guest.name}: {name} after {stages[name]:.1f} s")
-        status = exited()
-        if status is not None:
-            try:
-                qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
-            except OSError:
-                qemu_log = ""
-            if choice.probe and "kvm" in qemu_log.lower():
-                raise _NoProgressUnderKVM(f"QEMU could not use KVM: {qemu_log[-300:]}")
-            how = f"with status {status}" if status >= 0 else "(it was not ours to wait for)"
-            raise _failure(guest, watch, f"QEMU exited {how}"
-                           + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
-        if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
-                accel_mod.KVM_PROGRESS_MARK not in watch.text:
-            raise _NoProgressUnderKVM("a guest made no progress on its console under KVM")
-        if now >= next_try and ssh_banner(port):
-            try:
-                client = open_client(target, port)
-            except HostKeyMismatch:
-                raise
-            except ConnectError:
-                pass  # not up yet
-            else:
-                client.close()
-                stages["ssh"] = round(time.monotonic() - started, 2)
-                return stages
-        if now >= next_try:
-            next_try = now + 0.5
-        if now > deadline:
-            raise _failure(guest, watch, f"no SSH after {guest.boot_timeout} s "
-                           "(boot_timeout)")
-        time.sleep(0.2)
+    next_login = 0.0
+    with BannerProbe(port) as probe:
+        while True:
+            now = time.monotonic()
+            watch.poll()
+            for name in watch.reached():
+                if name not in stages:
+                    stages[name] = round(now - started, 2)
+                    ui.info(f"    {guest.name}: {name} after {stages[name]:.1f} s")
+            status = exited()
+            if status is not None:
+                raise _exited(guest, st, watch, choice, status)
+            if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
+                    accel_mod.KVM_PROGRESS_MARK not in watch.text:
+                raise _NoProgressUnderKVM("a guest made no progress on its console under KVM")
+            if now >= next_login and probe.poll():
+                # the banner came: log in once to check the pinned host key
+                try:
+                    client = open_client(target, port, attempts=1)
+                except HostKeyMismatch:
+                    raise
+                except ConnectError:
+                    next_login = time.monotonic() + 0.2  # sshd still starting
+                    probe.close()
+                else:
+                    client.close()
+                    stages["ssh"] = round(time.monotonic() - started, 2)
+                    return stages
+            if now > deadline:
+                raise _failure(guest, watch, f"no SSH after {guest.boot_timeout} s "
+                               "(boot_timeout)")
+            time.sleep(POLL_SECONDS)
+
+
+def _exited(guest: GuestSpec, st: GuestState, watch: ConsoleWatch,
+            choice: accel_mod.AccelChoice, status: int) -> BootError:
+    try:
+        qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
+    except OSError:
+        qemu_log = ""
+    if choice.probe and "kvm" in qemu_log.lower():
+        return _NoProgressUnderKVM(f"QEMU could not use KVM: {qemu_log[-300:]}")
+    how = f"with status {status}" if status >= 0 else "(it was not ours to wait for)"
+    return _failure(guest, watch, f"QEMU exited {how}"
+                    + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
 
 
 def _failure(guest: GuestSpec, watch: ConsoleWatch, what: str) -> BootError:

@@ -148,7 +148,7 @@ def _satisfied(r: Requirement, value: str | None) -> str:
     """ok, module (=m where a module is allowed) or missing."""
     if r.value == "n":
         return "ok" if value in (None, "n") else "missing"
-    if r.when == "selected":
+    if r.when in ("selected", "optional"):
         return "module" if value == "m" and r.modules else "ok"
     if value == r.value:
         return "ok"
