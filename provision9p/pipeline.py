@@ -109,12 +109,15 @@ def _up_guest(target: Target, play: Play, *, rebuild: bool, verify: bool) -> Gue
     out.booted = True
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
+    kept = boot.take_connection()
     if play:
-        conn = connect(target)
+        conn = kept or connect(target)
         try:
             _roles_over_ssh(target, conn, play, out)
         finally:
             conn.close()
+    elif kept is not None:
+        kept.close()
     if verify:
         plugin = verify_guest(target)
         out.checks_passed = plugin.passed

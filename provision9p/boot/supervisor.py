@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import paramiko
+
 from provision9p import ui
 from provision9p.boot import accel as accel_mod
 from provision9p.boot.console import ConsoleWatch, likely_cause
@@ -25,7 +27,7 @@ from provision9p.boot.probe import BannerProbe
 from provision9p.boot.qemu_argv import BootFiles, qemu_argv
 from provision9p.boot.qmp import QMP, QMPError
 from provision9p.boot.vmlinux import bootable_kernel
-from provision9p.connect.ssh import HostKeyMismatch, open_client, ssh_banner
+from provision9p.connect.ssh import HostKeyMismatch, SSHConnection, open_client, ssh_banner
 from provision9p.errors import BootError, ConnectError
 from provision9p.lab.model import GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
@@ -41,6 +43,13 @@ class BootReport:
     ssh_port: int
     seconds: float
     stages: dict[str, float] = field(default_factory=dict)  # milestone -> s since start
+    # the login that saw SSH answer, kept for the roles: one handshake less per `up`
+    client: paramiko.SSHClient | None = field(default=None, repr=False, compare=False)
+
+    def take_connection(self) -> SSHConnection | None:
+        """The kept login as a connection (the caller closes it), once."""
+        client, self.client = self.client, None
+        return SSHConnection(client, self.guest, self.ssh_port) if client else None
 
 
 # The wait loop's beat: a milestone on the console or SSH answering is seen this late
@@ -106,7 +115,7 @@ def _boot(target: Target, choice: accel_mod.AccelChoice) -> BootReport:
         run_as=run_as.name, qemu_pid=proc.pid, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         started_at=time.time() - (time.monotonic() - started)))
     try:
-        stages = _wait_for_ssh(target, proc.poll, port, started, choice)
+        stages, client = _wait_for_ssh(target, proc.poll, port, started, choice)
     except BaseException:
         _kill(proc.pid)
         proc.wait()
@@ -115,7 +124,7 @@ def _boot(target: Target, choice: accel_mod.AccelChoice) -> BootReport:
     if choice.probe:
         accel_mod.record(True, "a guest booted to SSH under KVM")
     return BootReport(guest.name, choice.accel, choice.reason, port,
-                      time.monotonic() - started, stages)
+                      time.monotonic() - started, stages, client)
 
 
 def _mark_ready(st: GuestState) -> None:
@@ -163,13 +172,13 @@ def resume_boot(target: Target) -> BootReport | None:
         return None if _alive(pid) else -1
 
     try:
-        stages = _wait_for_ssh(target, exited, port, started, choice)
+        stages, client = _wait_for_ssh(target, exited, port, started, choice)
     except BaseException:
         _kill(pid)
         raise
     _mark_ready(st)
     return BootReport(guest.name, choice.accel, choice.reason, port,
-                      time.monotonic() - started, stages)
+                      time.monotonic() - started, stages, client)
 
 
 def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
@@ -182,8 +191,10 @@ def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
 
 
 def _wait_for_ssh(target: Target, exited: Callable[[], int | None], port: int,
-                  started: float, choice: accel_mod.AccelChoice) -> dict[str, float]:
-    """Milestones (s since QEMU started) until SSH answers with the pinned key.
+                  started: float, choice: accel_mod.AccelChoice
+                  ) -> tuple[dict[str, float], paramiko.SSHClient]:
+    """Milestones (s since QEMU started) until SSH answers with the pinned key, and the
+    client logged in then.
 
     `exited` is QEMU's exit status once it has exited (Popen.poll, or a pid check for a
     QEMU another `up` started)."""
@@ -216,9 +227,8 @@ def _wait_for_ssh(target: Target, exited: Callable[[], int | None], port: int,
                     next_login = time.monotonic() + 0.2  # sshd still starting
                     probe.close()
                 else:
-                    client.close()
                     stages["ssh"] = round(time.monotonic() - started, 2)
-                    return stages
+                    return stages, client
             if now > deadline:
                 raise _failure(guest, watch, f"no SSH after {guest.boot_timeout} s "
                                "(boot_timeout)")

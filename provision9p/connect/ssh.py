@@ -68,8 +68,25 @@ def ssh_argv(target: Target, command: list[str]) -> list[str]:
     target.known_hosts.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")  # that key only
     argv = ["ssh", "-i", str(target.client_key), "-p", str(port),
             "-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *_multiplex(target),
+            "root@127.0.0.1"]
     return [*argv, "--", " ".join(command)] if command else argv
+
+
+# A unix socket path must fit sockaddr_un (108 bytes with its NUL); OpenSSH adds a suffix
+# while it sets the master up.
+_MAX_CONTROL_PATH = 80
+
+
+def _multiplex(target: Target) -> list[str]:
+    """The first `ssh` leaves a master connection for a minute; the next ones ride it
+    instead of a new handshake, which under TCG costs the guest a fork and re-exec of
+    sshd and its key exchange. The master ends with the guest's connection (`down`)."""
+    path = target.state.run_dir / "ssh.ctl"
+    if len(str(path)) > _MAX_CONTROL_PATH:
+        return []
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={path}",
+            "-o", "ControlPersist=60"]
 
 
 def ssh_banner(port: int, timeout: float = 1.0) -> bool:

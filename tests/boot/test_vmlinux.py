@@ -4,6 +4,7 @@ that QEMU could not start)."""
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import lzma
 import os
@@ -125,3 +126,28 @@ DEBIAN = sorted(Path("/var/cache/provision9p/kernels").glob("linux-image-*amd64*
 def test_debian_bzimage_yields_a_pvh_vmlinux() -> None:
     elf = extract(DEBIAN[0].read_bytes())
     assert elf is not None and has_pvh_note(elf) and len(elf) > 4 * DEBIAN[0].stat().st_size
+
+
+@pytest.mark.tree
+def test_qemu_boots_the_vmlinux_beside_the_guest_kernel(tmp_path: Path) -> None:
+    """The golden argv with the extracted kernel: -kernel names vmlinux, nothing else
+    changes (an x86_64 guest; an aarch64 one keeps its image)."""
+    from provision9p.boot import supervisor
+    from provision9p.boot.qemu_argv import qemu_argv
+    from provision9p.lab import validate_text
+    from provision9p.target import resolve
+
+    lab = validate_text("name: t\nguests:\n  g: {}\n  a: {arch: aarch64}\n",
+                        str(tmp_path / "lab.yml"), tmp_path)
+    x86, arm = (resolve(lab, g) for g in lab.guests)
+    x86.state.boot_dir.mkdir(parents=True)
+    x86.state.kernel.write_bytes(PREFIX + COMPRESSORS["xz"](PVH))
+    files = supervisor.boot_files(x86, "tcg", 10022)
+    after = qemu_argv(x86.guest, files)
+    before = qemu_argv(x86.guest, dataclasses.replace(files, kernel=x86.state.kernel))
+    assert after[after.index("-kernel") + 1] == str(x86.state.boot_dir / "vmlinux")
+    assert [a for a in after if not a.endswith("/vmlinux")] == [
+        a for a in before if not a.endswith("/vmlinuz")]
+    arm.state.boot_dir.mkdir(parents=True)
+    arm.state.kernel.write_bytes(PREFIX + COMPRESSORS["xz"](PVH))
+    assert supervisor.boot_files(arm, "tcg", 10022).kernel == arm.state.kernel
