@@ -129,7 +129,7 @@ def test_debian_bzimage_yields_a_pvh_vmlinux() -> None:
 
 
 @pytest.mark.tree
-def test_qemu_boots_the_vmlinux_beside_the_guest_kernel(tmp_path: Path) -> None:
+def test_boot_files_vmlinux_and_tcg_options(tmp_path: Path) -> None:
     """The golden argv with the extracted kernel: -kernel names vmlinux, nothing else
     changes (an x86_64 guest; an aarch64 one keeps its image)."""
     from provision9p.boot import supervisor
@@ -151,3 +151,7 @@ def test_qemu_boots_the_vmlinux_beside_the_guest_kernel(tmp_path: Path) -> None:
     arm.state.boot_dir.mkdir(parents=True)
     arm.state.kernel.write_bytes(PREFIX + COMPRESSORS["xz"](PVH))
     assert supervisor.boot_files(arm, "tcg", 10022).kernel == arm.state.kernel
+    # the IO-APIC timer check is skipped for emulated x86 only
+    assert after[after.index("-append") + 1].endswith(" no_timer_check")
+    assert supervisor.boot_files(x86, "kvm", 10022).extra_cmdline == ""
+    assert supervisor.boot_files(arm, "tcg", 10022).extra_cmdline == ""
