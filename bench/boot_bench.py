@@ -9,7 +9,7 @@ within a round, so load from other work on the host hits them alike.
 Usage (the guest must be built and stopped; PROVISION9P_HOME as for `up`):
   .venv/bin/python bench/boot_bench.py [-f LAB] GUEST ROUNDS VARIANT... > bench/results/x.md
 Variants: bz-pc, elf-pc, bz-microvm, elf-microvm, elf-microvm-oldssh, elf-pc-oldssh,
-elf-microvm-notimer, elf-pc-notimer.
+elf-microvm-notimer, elf-pc-notimer, elf-microvm-tsc (tsc_early_khz=the host's).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import signal
 import statistics
 import subprocess
 import sys
@@ -73,6 +74,8 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
             cmdline = next(it)
             if "notimer" in parts:
                 cmdline += " no_timer_check"
+            if "tsc" in parts:
+                cmdline += f" tsc_early_khz={host_tsc_khz()}"
             out += [a, cmdline]
             continue
         if a == "-netdev":
@@ -96,6 +99,14 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
             continue
         out.append(a)
     return out
+
+
+def host_tsc_khz() -> int:
+    from provision9p.boot.timing import host_tsc_khz as khz
+    value = khz()
+    if value is None:
+        sys.exit("cannot tell the host's TSC frequency")
+    return value
 
 
 def set_ssh_unit(root: Path, old: bool, new_text: str) -> None:
@@ -135,11 +146,14 @@ def boot_once(argv: list[str], user: str, run: Path, port: int, timeout: float
 
 
 def main() -> None:
+    # a plain kill ends the run through the cleanup below (QEMU stopped, unit restored)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("-f", "--lab")
     ap.add_argument("guest")
     ap.add_argument("rounds", type=int)
     ap.add_argument("variants", nargs="+")
+    ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
     lab = load_lab(Path(args.lab) if args.lab else None)
     target = resolve(lab, lab.guest(args.guest))
@@ -161,7 +175,7 @@ def main() -> None:
                 set_ssh_unit(root, "oldssh" in v.split("-"), new_unit)
                 port = free_port()
                 argv = variant_argv(boot.argv, v, st.boot_dir, run, port)
-                m = boot_once(argv, target.run_as.name, run, port, 120)
+                m = boot_once(argv, target.run_as.name, run, port, args.timeout)
                 results[v].append(m)
                 print(f"round {r + 1} {v}: {m}", file=sys.stderr, flush=True)
     finally:

@@ -81,6 +81,8 @@ def run_ours(lab_args: list[str], guest: str) -> float:
 
 
 def main() -> None:
+    # a plain kill ends the run through the cleanup below (QEMU stopped, unit restored)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("-f", "--lab")
     ap.add_argument("--guest", default="demo")

@@ -26,10 +26,11 @@ from provision9p.boot.console import ConsoleWatch, likely_cause
 from provision9p.boot.probe import BannerProbe
 from provision9p.boot.qemu_argv import BootFiles, qemu_argv
 from provision9p.boot.qmp import QMP, QMPError
+from provision9p.boot.timing import host_tsc_khz
 from provision9p.boot.vmlinux import bootable_kernel
 from provision9p.connect.ssh import HostKeyMismatch, SSHConnection, open_client, ssh_banner
 from provision9p.errors import BootError, ConnectError
-from provision9p.lab.model import GuestSpec
+from provision9p.lab.model import MMIO_MACHINES, GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
 from provision9p.state import BootRecord, GuestState
 from provision9p.target import Target
@@ -73,15 +74,22 @@ def boot_files(target: Target, accel: str, port: int) -> BootFiles:
     return BootFiles(kernel=kernel, initrd=st.initrd if st.initrd.is_file() else None,
                      ssh_port=port, console_log=st.console, qmp_socket=st.qmp,
                      pidfile=st.pidfile, accel=accel,
-                     extra_cmdline=tcg_cmdline(target.guest.arch, accel))
+                     extra_cmdline=tcg_cmdline(target.guest.arch, target.guest.machine,
+                                               accel, host_tsc_khz()))
 
 
-def tcg_cmdline(arch: str, accel: str) -> str:
-    """Kernel options for an emulated x86 guest: the IO-APIC timer check counts timer
-    interrupts in a short window, which a host under load does not deliver in time under
+def tcg_cmdline(arch: str, machine: str, accel: str, tsc_khz: int | None) -> str:
+    """Kernel options for an emulated x86 guest. The IO-APIC timer check counts timer
+    interrupts in a short window, which a loaded host does not deliver in time under
     TCG ("IO-APIC + timer doesn't work!", a panic, was seen here); skipping it costs
-    nothing (cloud images pass it for the same reason)."""
-    return "no_timer_check" if arch == "x86_64" and accel == "tcg" else ""
+    nothing (cloud images pass it for the same reason). microvm has no timer to
+    calibrate the TSC against: it is told the host's rate (boot/timing.py)."""
+    if arch != "x86_64" or accel != "tcg":
+        return ""
+    opts = ["no_timer_check"]
+    if machine in MMIO_MACHINES and tsc_khz:
+        opts.append(f"tsc_early_khz={tsc_khz}")
+    return " ".join(opts)
 
 
 def start(target: Target) -> BootReport:
