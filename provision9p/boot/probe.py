@@ -51,6 +51,14 @@ class BannerProbe:
         self.close()
         return False
 
+    def take_socket(self) -> socket.socket | None:
+        """The connection that saw the banner (blocking again), for the SSH login: the
+        guest's sshd already forked for it. The probe starts afresh afterwards."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.setblocking(True)
+        return sock
+
     def close(self) -> None:
         if self.sock is not None:
             with contextlib.suppress(OSError):

@@ -237,7 +237,8 @@ def _wait_for_ssh(target: Target, exited: Callable[[], int | None], port: int,
             if now >= next_login and probe.poll():
                 # the banner came: log in once to check the pinned host key
                 try:
-                    client = open_client(target, port, attempts=1)
+                    client = open_client(target, port, attempts=1,
+                                         sock=probe.take_socket())
                 except HostKeyMismatch:
                     raise
                 except ConnectError:

@@ -40,8 +40,11 @@ def test_probe_sees_the_banner_only_once_sshd_speaks() -> None:
                 time.sleep(0.02)
             else:
                 raise AssertionError("no banner seen")
-            # peeked, not consumed
-            assert probe.sock is not None and probe.sock.recv(64).startswith(b"SSH-2.0-test")
+            # peeked, not consumed: the login reads the banner from the same connection
+            sock = probe.take_socket()
+            assert sock is not None and probe.sock is None
+            with sock:
+                assert sock.getblocking() and sock.recv(64).startswith(b"SSH-2.0-test")
         server.join()
         assert max(seen) < 0.05  # never blocks the wait loop's beat
 
