@@ -159,12 +159,15 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
     ui.info(f"booted ({boot.accel}) in {boot.seconds:.1f} s")
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
+    kept = boot.take_connection()
     if play:
-        conn = connect(target)
+        conn = kept or connect(target)
         try:
             _roles_over_ssh(target, conn, play, out)
         finally:
             conn.close()
+    elif kept is not None:
+        kept.close()
     if verify:
         with _VERIFY_LOCK:
             plugin = verify_guest(target)

@@ -18,15 +18,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import paramiko
+
 from provision9p import ui
 from provision9p.boot import accel as accel_mod
 from provision9p.boot.console import ConsoleWatch, likely_cause
+from provision9p.boot.probe import BannerProbe
 from provision9p.boot.qemu_argv import BootFiles, qemu_argv
 from provision9p.boot.qmp import QMP, QMPError
 from provision9p.boot.switch import socket_dir
-from provision9p.connect.ssh import HostKeyMismatch, open_client, ssh_banner
+from provision9p.boot.timing import host_tsc_khz
+from provision9p.boot.vmlinux import bootable_kernel
+from provision9p.connect.ssh import HostKeyMismatch, SSHConnection, open_client, ssh_banner
 from provision9p.errors import BootError, ConnectError
-from provision9p.lab.model import GuestSpec
+from provision9p.lab.model import MMIO_MACHINES, GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
 from provision9p.state import BootRecord, GuestState
 from provision9p.target import Target
@@ -40,6 +45,18 @@ class BootReport:
     ssh_port: int
     seconds: float
     stages: dict[str, float] = field(default_factory=dict)  # milestone -> s since start
+    # the login that saw SSH answer, kept for the roles: one handshake less per `up`
+    client: paramiko.SSHClient | None = field(default=None, repr=False, compare=False)
+
+    def take_connection(self) -> SSHConnection | None:
+        """The kept login as a connection (the caller closes it), once."""
+        client, self.client = self.client, None
+        return SSHConnection(client, self.guest, self.ssh_port) if client else None
+
+
+# The wait loop's beat: a milestone on the console or SSH answering is seen this late
+# at most (plus the time a read of the console takes).
+POLL_SECONDS = 0.05
 
 
 class _NoProgressUnderKVM(BootError):
@@ -54,9 +71,26 @@ def free_port() -> int:
 
 def boot_files(target: Target, accel: str, port: int) -> BootFiles:
     st = target.state
-    return BootFiles(kernel=st.kernel, initrd=st.initrd if st.initrd.is_file() else None,
+    kernel = bootable_kernel(st.kernel, target.guest.arch)
+    return BootFiles(kernel=kernel, initrd=st.initrd if st.initrd.is_file() else None,
                      ssh_port=port, console_log=st.console, qmp_socket=st.qmp,
-                     pidfile=st.pidfile, accel=accel, lab_switch=socket_dir(target.lab))
+                     pidfile=st.pidfile, accel=accel, lab_switch=socket_dir(target.lab),
+                     extra_cmdline=tcg_cmdline(target.guest.arch, target.guest.machine,
+                                               accel, host_tsc_khz()))
+
+
+def tcg_cmdline(arch: str, machine: str, accel: str, tsc_khz: int | None) -> str:
+    """Kernel options for an emulated x86 guest. The IO-APIC timer check counts timer
+    interrupts in a short window, which a loaded host does not deliver in time under
+    TCG ("IO-APIC + timer doesn't work!", a panic, was seen here); skipping it costs
+    nothing (cloud images pass it for the same reason). microvm has no timer to
+    calibrate the TSC against: it is told the host's rate (boot/timing.py)."""
+    if arch != "x86_64" or accel != "tcg":
+        return ""
+    opts = ["no_timer_check"]
+    if machine in MMIO_MACHINES and tsc_khz:
+        opts.append(f"tsc_early_khz={tsc_khz}")
+    return " ".join(opts)
 
 
 def start(target: Target) -> BootReport:
@@ -99,7 +133,7 @@ def _boot(target: Target, choice: accel_mod.AccelChoice) -> BootReport:
         run_as=run_as.name, qemu_pid=proc.pid, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         started_at=time.time() - (time.monotonic() - started)))
     try:
-        stages = _wait_for_ssh(target, proc.poll, port, started, choice)
+        stages, client = _wait_for_ssh(target, proc.poll, port, started, choice)
     except BaseException:
         _kill(proc.pid)
         proc.wait()
@@ -108,7 +142,7 @@ def _boot(target: Target, choice: accel_mod.AccelChoice) -> BootReport:
     if choice.probe:
         accel_mod.record(True, "a guest booted to SSH under KVM")
     return BootReport(guest.name, choice.accel, choice.reason, port,
-                      time.monotonic() - started, stages)
+                      time.monotonic() - started, stages, client)
 
 
 def _mark_ready(st: GuestState) -> None:
@@ -156,13 +190,13 @@ def resume_boot(target: Target) -> BootReport | None:
         return None if _alive(pid) else -1
 
     try:
-        stages = _wait_for_ssh(target, exited, port, started, choice)
+        stages, client = _wait_for_ssh(target, exited, port, started, choice)
     except BaseException:
         _kill(pid)
         raise
     _mark_ready(st)
     return BootReport(guest.name, choice.accel, choice.reason, port,
-                      time.monotonic() - started, stages)
+                      time.monotonic() - started, stages, client)
 
 
 def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
@@ -175,8 +209,10 @@ def _prepare_run_dir(st: GuestState, run_as: RunAs) -> None:
 
 
 def _wait_for_ssh(target: Target, exited: Callable[[], int | None], port: int,
-                  started: float, choice: accel_mod.AccelChoice) -> dict[str, float]:
-    """Milestones (s since QEMU started) until SSH answers with the pinned key.
+                  started: float, choice: accel_mod.AccelChoice
+                  ) -> tuple[dict[str, float], paramiko.SSHClient]:
+    """Milestones (s since QEMU started) until SSH answers with the pinned key, and the
+    client logged in then.
 
     `exited` is QEMU's exit status once it has exited (Popen.poll, or a pid check for a
     QEMU another `up` started)."""
@@ -184,45 +220,51 @@ def _wait_for_ssh(target: Target, exited: Callable[[], int | None], port: int,
     watch = ConsoleWatch(st.console)
     stages: dict[str, float] = {}
     deadline = started + guest.boot_timeout
-    next_try = 0.0
-    while True:
-        now = time.monotonic()
-        watch.poll()
-        for name in watch.reached():
-            if name not in stages:
-                stages[name] = round(now - started, 2)
-                ui.info(f"    {guest.name}: {name} after {stages[name]:.1f} s")
-        status = exited()
-        if status is not None:
-            try:
-                qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
-            except OSError:
-                qemu_log = ""
-            if choice.probe and "kvm" in qemu_log.lower():
-                raise _NoProgressUnderKVM(f"QEMU could not use KVM: {qemu_log[-300:]}")
-            how = f"with status {status}" if status >= 0 else "(it was not ours to wait for)"
-            raise _failure(guest, watch, f"QEMU exited {how}"
-                           + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
-        if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
-                accel_mod.KVM_PROGRESS_MARK not in watch.text:
-            raise _NoProgressUnderKVM("a guest made no progress on its console under KVM")
-        if now >= next_try and ssh_banner(port):
-            try:
-                client = open_client(target, port)
-            except HostKeyMismatch:
-                raise
-            except ConnectError:
-                pass  # not up yet
-            else:
-                client.close()
-                stages["ssh"] = round(time.monotonic() - started, 2)
-                return stages
-        if now >= next_try:
-            next_try = now + 0.5
-        if now > deadline:
-            raise _failure(guest, watch, f"no SSH after {guest.boot_timeout} s "
-                           "(boot_timeout)")
-        time.sleep(0.2)
+    next_login = 0.0
+    with BannerProbe(port) as probe:
+        while True:
+            now = time.monotonic()
+            watch.poll()
+            for name in watch.reached():
+                if name not in stages:
+                    stages[name] = round(now - started, 2)
+                    ui.info(f"    {guest.name}: {name} after {stages[name]:.1f} s")
+            status = exited()
+            if status is not None:
+                raise _exited(guest, st, watch, choice, status)
+            if choice.probe and now - started > accel_mod.KVM_PROBE_SECONDS and \
+                    accel_mod.KVM_PROGRESS_MARK not in watch.text:
+                raise _NoProgressUnderKVM("a guest made no progress on its console under KVM")
+            if now >= next_login and probe.poll():
+                # the banner came: log in once to check the pinned host key
+                try:
+                    client = open_client(target, port, attempts=1,
+                                         sock=probe.take_socket())
+                except HostKeyMismatch:
+                    raise
+                except ConnectError:
+                    next_login = time.monotonic() + 0.2  # sshd still starting
+                    probe.close()
+                else:
+                    stages["ssh"] = round(time.monotonic() - started, 2)
+                    return stages, client
+            if now > deadline:
+                raise _failure(guest, watch, f"no SSH after {guest.boot_timeout} s "
+                               "(boot_timeout)")
+            time.sleep(POLL_SECONDS)
+
+
+def _exited(guest: GuestSpec, st: GuestState, watch: ConsoleWatch,
+            choice: accel_mod.AccelChoice, status: int) -> BootError:
+    try:
+        qemu_log = (st.run_dir / "qemu.log").read_text(errors="replace").strip()
+    except OSError:
+        qemu_log = ""
+    if choice.probe and "kvm" in qemu_log.lower():
+        return _NoProgressUnderKVM(f"QEMU could not use KVM: {qemu_log[-300:]}")
+    how = f"with status {status}" if status >= 0 else "(it was not ours to wait for)"
+    return _failure(guest, watch, f"QEMU exited {how}"
+                    + (f":\n{qemu_log[-2000:]}" if qemu_log else ""))
 
 
 def _failure(guest: GuestSpec, watch: ConsoleWatch, what: str) -> BootError:

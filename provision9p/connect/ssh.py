@@ -68,8 +68,25 @@ def ssh_argv(target: Target, command: list[str]) -> list[str]:
     target.known_hosts.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")  # that key only
     argv = ["ssh", "-i", str(target.client_key), "-p", str(port),
             "-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *_multiplex(target),
+            "root@127.0.0.1"]
     return [*argv, "--", " ".join(command)] if command else argv
+
+
+# A unix socket path must fit sockaddr_un (108 bytes with its NUL); OpenSSH adds a suffix
+# while it sets the master up.
+_MAX_CONTROL_PATH = 80
+
+
+def _multiplex(target: Target) -> list[str]:
+    """The first `ssh` leaves a master connection for a minute; the next ones ride it
+    instead of a new handshake, which under TCG costs the guest a fork and re-exec of
+    sshd and its key exchange. The master ends with the guest's connection (`down`)."""
+    path = target.state.run_dir / "ssh.ctl"
+    if len(str(path)) > _MAX_CONTROL_PATH:
+        return []
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={path}",
+            "-o", "ControlPersist=60"]
 
 
 def ssh_banner(port: int, timeout: float = 1.0) -> bool:
@@ -88,11 +105,14 @@ logging.getLogger("paramiko").propagate = False
 
 
 def open_client(target: Target, port: int, timeout: float = 10.0,
-                attempts: int = 3) -> paramiko.SSHClient:
-    """A logged-in client; a handshake that breaks off (sshd reloading) is retried."""
+                attempts: int = 3, sock: socket.socket | None = None) -> paramiko.SSHClient:
+    """A logged-in client; a handshake that breaks off (sshd reloading) is retried.
+
+    `sock`: a connection already open to the guest's sshd (the boot's banner probe),
+    used for the first attempt instead of a new one: one sshd fork less in the guest."""
     for attempt in range(attempts):
         try:
-            return _open_client(target, port, timeout)
+            return _open_client(target, port, timeout, sock if attempt == 0 else None)
         except NotReady:
             if attempt == attempts - 1:
                 raise
@@ -100,7 +120,8 @@ def open_client(target: Target, port: int, timeout: float = 10.0,
     raise AssertionError("unreachable")
 
 
-def _open_client(target: Target, port: int, timeout: float) -> paramiko.SSHClient:
+def _open_client(target: Target, port: int, timeout: float,
+                 sock: socket.socket | None = None) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(_Pinned(pinned_key(target), target.name))
     where = f"{target.name} on 127.0.0.1:{port}"
@@ -109,7 +130,7 @@ def _open_client(target: Target, port: int, timeout: float) -> paramiko.SSHClien
         client.connect("127.0.0.1", port=port, username="root",
                        key_filename=str(target.client_key), look_for_keys=False,
                        allow_agent=False, timeout=timeout, banner_timeout=timeout,
-                       auth_timeout=timeout)
+                       auth_timeout=timeout, sock=sock)
     except ConnectError:
         client.close()
         raise

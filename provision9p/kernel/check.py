@@ -39,6 +39,9 @@ class KernelReport:
     source: str = ""
     origin: str = ""  # how the configuration was read
     notes: tuple[str, ...] = ()
+    # `when: optional` options it lacks: what some machine types need (CONFIG_VIRTIO_MMIO
+    # for microvm), so the lab's machine decides whether this is a problem
+    lacking_optional: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class KernelReport:
             "missing": list(self.missing), "modules": list(self.modules),
             "fixes": {k: str(v) for k, v in self.fixes.items()},
             "source": self.source, "origin": self.origin, "notes": list(self.notes),
+            "lacking_optional": list(self.lacking_optional),
         }
 
 
@@ -108,6 +112,8 @@ def evaluate(kc: KernelConfig, *, source: str = "", arch: str | None = None,
     missing: list[str] = []
     fixes: dict[str, Path] = {}
     wanted: list[str] = []
+    lacking = tuple(r.option for r in reqs
+                    if r.when == "optional" and config.get(r.option) not in ("y", "m"))
     for r in reqs:
         state = _satisfied(r, config.get(r.option))
         if state == "missing":
@@ -138,17 +144,17 @@ def evaluate(kc: KernelConfig, *, source: str = "", arch: str | None = None,
                      "dependencies not resolved (module_load_order does that)")
     if missing:
         return KernelReport("unbootable", kc.release, tuple(missing), (), fixes,
-                            arch, source, kc.origin, tuple(notes))
+                            arch, source, kc.origin, tuple(notes), lacking)
     verdict: Verdict = "initramfs" if modules else "builtin"
     return KernelReport(verdict, kc.release, (), tuple(modules), {}, arch, source,
-                        kc.origin, tuple(notes))
+                        kc.origin, tuple(notes), lacking)
 
 
 def _satisfied(r: Requirement, value: str | None) -> str:
     """ok, module (=m where a module is allowed) or missing."""
     if r.value == "n":
         return "ok" if value in (None, "n") else "missing"
-    if r.when == "selected":
+    if r.when in ("selected", "optional"):
         return "module" if value == "m" and r.modules else "ok"
     if value == r.value:
         return "ok"

@@ -25,7 +25,9 @@ from provision9p.errors import KernelError
 # late: needed, but a module can be loaded from the root tree after it is mounted.
 # selected: another option selects it; not required itself, but when it is =m its
 #           module must load early too (and where the order matters, it is here).
-WHEN = ("boot", "late", "selected")
+# optional: a machine type's need (microvm's virtio-mmio), not every guest's: never
+#           missing, and when it is =m its module loads early like a boot module.
+WHEN = ("boot", "late", "selected", "optional")
 
 # Guest arch (QEMU or Debian name) -> fragments, in load order: the virtio core, the
 # arch's transport to it, then 9P on top. Module load order follows this order.

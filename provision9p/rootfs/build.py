@@ -20,6 +20,7 @@ from pathlib import Path
 
 from provision9p import ui
 from provision9p.boot.initramfs import build_initramfs
+from provision9p.boot.vmlinux import install_beside
 from provision9p.errors import BuildError, HostError
 from provision9p.host.doctor import check_user_xattrs
 from provision9p.lab.model import GuestSpec
@@ -210,7 +211,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
             # one; without a build record a run killed in between rebuilds, rather than
             # boot a new tree against the old tree's pinned key.
             st.build_json.unlink(missing_ok=True)
-            _install_boot_files(st, kernel, initrd_tmp)
+            _install_boot_files(st, kernel, initrd_tmp, guest.arch)
             # the old root goes aside by rename, which a mount point refuses
             overlay.unmount(root_path)
         if layers is not None:
@@ -244,12 +245,14 @@ def _copy_tree(src: Path, dest: Path) -> None:
     (dest / ".provision9p-base.json").unlink(missing_ok=True)
 
 
-def _install_boot_files(st: GuestState, kernel: GuestKernel, initrd_tmp: Path) -> None:
+def _install_boot_files(st: GuestState, kernel: GuestKernel, initrd_tmp: Path,
+                        arch: str) -> None:
     st.boot_dir.mkdir(parents=True, exist_ok=True)
     tmp = st.kernel.with_name(".vmlinuz.tmp")
-    shutil.copyfile(kernel.image, tmp)
+    shutil.copy2(kernel.image, tmp)  # its mtime too: install_beside relies on it
     os.chmod(tmp, 0o644)
     os.replace(tmp, st.kernel)
+    install_beside(kernel.image, st.kernel, arch)  # once per kernel, not per boot
     if initrd_tmp.exists():
         os.chmod(initrd_tmp, 0o644)
         os.replace(initrd_tmp, st.initrd)

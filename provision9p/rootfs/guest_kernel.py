@@ -16,7 +16,7 @@ from provision9p import paths, ui
 from provision9p.errors import BuildError, KernelError
 from provision9p.host.mirror import cache_entry_lock, check_space, fetch_package
 from provision9p.kernel import KernelReport, check_kernel, extract_deb, module_load_order
-from provision9p.lab.model import ARCHES, GuestSpec
+from provision9p.lab.model import ARCHES, MMIO_MACHINES, GuestSpec
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 
 
@@ -65,6 +65,11 @@ def prepare_kernel(guest: GuestSpec, mirror: str) -> GuestKernel:
             hint="use a kernel built with " + (", ".join(fixes) or "the kernel-configs/ "
                                                 "fragments") + " merged into its config",
         )
+    if guest.machine in MMIO_MACHINES and "CONFIG_VIRTIO_MMIO" in report.lacking_optional:
+        raise KernelError(f"the kernel {kernel.source} has no virtio-mmio transport, which "
+                          f"the {guest.machine} machine's devices need",
+                          hint="set `machine: pc` for this guest, or use a kernel with "
+                               "x86_64-guest.config merged")
     if report.verdict == "initramfs" and spec.initramfs == "never":
         raise KernelError(f"the kernel {kernel.source} has 9P only as modules, and the lab "
                           "says kernel.initramfs: never",

@@ -122,20 +122,29 @@ def _ssh(tree: Path, inputs: SetupInputs) -> None:
 
 
 def _fast_ssh_unit(tree: Path) -> None:
-    """Debian's ssh.service without the wait for network.target and the `sshd -t` check.
+    """Debian's ssh.service, started with the first units systemd starts.
 
-    sshd listens on any address and eth0 is up before systemd starts (the initramfs set
-    it), so waiting for networkd only delays the first login; the config was written
-    here at build time. A drop-in cannot remove an After=, so the unit is overridden.
+    The critical chain of a booted guest held ssh.service behind basic.target, which sits
+    behind sysinit.target's chain (journald, kmod-static-nodes, tmpfiles-setup-dev, udevd),
+    each slow on a 9P root under TCG. sshd needs none of it: eth0 was configured by the
+    initramfs, /dev is the kernel's devtmpfs, /run is mounted by systemd itself, the root
+    is rw, the config was checked here at build time (no `sshd -t`), and the tree has no
+    dbus/pam_systemd to wait for. So no default dependencies, only the shutdown ordering
+    they would have added. (pam_nologin lets root in while /run/nologin exists; other
+    accounts get in once systemd-user-sessions has run, as on any Debian.)
+    A drop-in cannot remove an After=, so the unit is overridden.
     """
     src = cp.resolve_in(tree, "/lib/systemd/system/ssh.service", follow_last=True)
     if not src.is_file():
         return
-    lines = ["# provision9p: Debian's ssh.service, starting without waiting for the network"]
+    lines = ["# provision9p: Debian's ssh.service, started early: no network, no sysinit wait"]
     for line in src.read_text().splitlines():
         if line.startswith("After=") or line.startswith("ExecStartPre=/usr/sbin/sshd -t"):
             continue
         lines.append(line)
+        if line.strip() == "[Unit]":
+            lines += ["DefaultDependencies=no", "Conflicts=shutdown.target",
+                      "Before=shutdown.target"]
     cp.write_file(tree, "/etc/systemd/system/ssh.service", "\n".join(lines) + "\n")
 
 

@@ -138,3 +138,19 @@ def test_unreadable_and_empty_sources(tmp_path: Path) -> None:
 def test_release_from_banner() -> None:
     assert image_release(b"\0junk Linux version 6.1.0-9-arm64 (gcc) #1\0") == "6.1.0-9-arm64"
     assert image_release(b"\0" * 100) == ""
+
+
+def test_virtio_mmio_is_optional_and_reported_when_lacking(tmp_path: Path) -> None:
+    """microvm's transport: never makes a kernel unbootable, loaded early when a module,
+    and named in lacking_optional when absent (the build refuses microvm then)."""
+    without = tmp_path / "without.config"
+    without.write_text(CONFIG.replace("CONFIG_VIRTIO_MMIO=y\n", ""))
+    report = check_kernel(without)
+    assert report.verdict == "builtin" and report.lacking_optional == ("CONFIG_VIRTIO_MMIO",)
+    assert check_kernel(tmp_path / "without.config").as_json()["lacking_optional"] == [
+        "CONFIG_VIRTIO_MMIO"]
+    with_mod = tmp_path / "module.config"
+    with_mod.write_text(CONFIG.replace("CONFIG_VIRTIO_MMIO=y\n", "CONFIG_VIRTIO_MMIO=m\n"))
+    report = check_kernel(with_mod)
+    assert report.verdict == "initramfs" and "virtio_mmio" in report.modules
+    assert report.lacking_optional == ()

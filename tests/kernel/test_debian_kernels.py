@@ -22,7 +22,7 @@ pytestmark = pytest.mark.network
 
 # DESIGN.md: the order that loads Debian 6.1's 9P stack.
 DESIGN_ORDER = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
-                "virtio_pci", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p")
+                "virtio_pci", "virtio_mmio", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p")
 
 
 def _boot_file(tree: Path, prefix: str) -> Path:

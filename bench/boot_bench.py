@@ -1,0 +1,199 @@
+"""Boot-time choices, before and after, on a guest provision9p built: interleaved rounds.
+
+Takes the QEMU argv of the guest's last boot (its boot record), changes one thing per
+variant (bzImage or extracted vmlinux, pc or microvm, the old or the early ssh.service,
+an extra kernel option), boots it as QEMU's user, and times from QEMU's start the
+console milestones and the first SSH banner (polled every 20 ms). Variants run in turn
+within a round, so load from other work on the host hits them alike.
+
+Usage (the guest must be built and stopped; PROVISION9P_HOME as for `up`):
+  .venv/bin/python bench/boot_bench.py [-f LAB] GUEST ROUNDS VARIANT... > bench/results/x.md
+Variants: bz-pc, elf-pc, bz-microvm, elf-microvm, elf-microvm-oldssh, elf-pc-oldssh,
+elf-microvm-notimer, elf-pc-notimer, elf-microvm-tsc (tsc_early_khz=the host's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from provision9p.boot.console import ConsoleWatch
+from provision9p.boot.probe import BannerProbe
+from provision9p.boot.supervisor import free_port
+from provision9p.lab import load_lab
+from provision9p.target import resolve
+
+# Debian's ssh.service as the first wave overrode it: after basic.target (default deps).
+OLD_SSH_UNIT = """[Unit]
+Description=OpenBSD Secure Shell server
+ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
+
+[Service]
+EnvironmentFile=-/etc/default/ssh
+ExecStart=/usr/sbin/sshd -D $SSHD_OPTS
+ExecReload=/bin/kill -HUP $MAINPID
+KillMode=process
+Restart=on-failure
+RestartPreventExitStatus=255
+Type=notify
+RuntimeDirectory=sshd
+RuntimeDirectoryMode=0755
+
+[Install]
+WantedBy=multi-user.target
+Alias=sshd.service
+"""
+
+MARKS = ("kernel", "initramfs", "root mounted", "init", "userspace")
+
+
+def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int) -> list[str]:
+    parts = set(name.split("-"))
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a in ("-qmp", "-pidfile"):
+            next(it)
+            continue
+        if a == "-kernel":
+            out += [a, str(st_boot / ("vmlinux" if "elf" in parts else "vmlinuz"))]
+            next(it)
+            continue
+        if a == "-machine":
+            out += [a, "microvm" if "microvm" in parts else "pc"]
+            next(it)
+            continue
+        if a == "-append":
+            cmdline = next(it)
+            if "notimer" in parts:
+                cmdline += " no_timer_check"
+            if "tsc" in parts:
+                cmdline += f" tsc_early_khz={host_tsc_khz()}"
+            out += [a, cmdline]
+            continue
+        if a == "-netdev":
+            next(it)
+            out += [a, f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"]
+            continue
+        if a == "-chardev":
+            next(it)
+            out += [a, f"file,id=con0,path={run / 'console.log'}"]
+            continue
+        if a == "-device":
+            dev = next(it)
+            if "microvm" in parts:
+                dev = dev.replace("virtio-9p-pci", "virtio-9p-device")
+                dev = dev.replace("virtio-net-pci", "virtio-net-device").replace(",romfile=", "")
+            else:
+                dev = dev.replace("virtio-9p-device", "virtio-9p-pci")
+                if dev.startswith("virtio-net-device"):
+                    dev = dev.replace("virtio-net-device", "virtio-net-pci") + ",romfile="
+            out += [a, dev]
+            continue
+        out.append(a)
+    return out
+
+
+def host_tsc_khz() -> int:
+    from provision9p.boot.timing import host_tsc_khz as khz
+    value = khz()
+    if value is None:
+        sys.exit("cannot tell the host's TSC frequency")
+    return value
+
+
+def set_ssh_unit(root: Path, old: bool, new_text: str) -> None:
+    """Rewrite the unit in place (same inode: its mapped-xattr metadata stays)."""
+    unit = root / "etc/systemd/system/ssh.service"
+    with open(unit, "r+") as f:
+        f.truncate(0)
+        f.write(OLD_SSH_UNIT if old else new_text)
+
+
+def boot_once(argv: list[str], user: str, run: Path, port: int, timeout: float
+              ) -> dict[str, float]:
+    pw = pwd.getpwnam(user)
+    console = run / "console.log"
+    console.unlink(missing_ok=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=run, user=pw.pw_uid,
+                            group=pw.pw_gid)
+    marks: dict[str, float] = {}
+    watch = ConsoleWatch(console)
+    try:
+        with BannerProbe(port) as probe:
+            while time.monotonic() - start < timeout and proc.poll() is None:
+                now = time.monotonic() - start
+                watch.poll()
+                for m in watch.reached():
+                    marks.setdefault(m, round(now, 2))
+                if probe.poll():
+                    marks["ssh"] = round(time.monotonic() - start, 2)
+                    break
+                time.sleep(0.02)
+    finally:
+        proc.kill()  # the QEMU this run started, by its handle
+        proc.wait()
+    return marks
+
+
+def main() -> None:
+    # a plain kill ends the run through the cleanup below (QEMU stopped, unit restored)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-f", "--lab")
+    ap.add_argument("guest")
+    ap.add_argument("rounds", type=int)
+    ap.add_argument("variants", nargs="+")
+    ap.add_argument("--timeout", type=float, default=120)
+    args = ap.parse_args()
+    lab = load_lab(Path(args.lab) if args.lab else None)
+    target = resolve(lab, lab.guest(args.guest))
+    st = target.state
+    if st.running_pid() is not None:
+        sys.exit(f"{args.guest} is running: `provision9p down {args.guest}` first")
+    boot = st.read_boot()
+    if boot is None:
+        sys.exit(f"{args.guest} has no boot record: `provision9p up {args.guest}` once first")
+    root = target.guest.root.path
+    unit = root / "etc/systemd/system/ssh.service"
+    new_unit = unit.read_text()
+    run = st.run_dir
+    os.chown(run, target.run_as.uid, target.run_as.gid)
+    results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
+    try:
+        for r in range(args.rounds):
+            for v in args.variants:
+                set_ssh_unit(root, "oldssh" in v.split("-"), new_unit)
+                port = free_port()
+                argv = variant_argv(boot.argv, v, st.boot_dir, run, port)
+                m = boot_once(argv, target.run_as.name, run, port, args.timeout)
+                results[v].append(m)
+                print(f"round {r + 1} {v}: {m}", file=sys.stderr, flush=True)
+    finally:
+        set_ssh_unit(root, False, new_unit)
+    load = os.getloadavg()
+    print(f"{args.rounds} interleaved rounds, load average at the end {load[0]:.1f}; "
+          "seconds from QEMU start, median (min-max)\n")
+    cols = [*MARKS, "ssh"]
+    print("| variant | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for v, runs in results.items():
+        cells = []
+        for c in cols:
+            vals = [m[c] for m in runs if c in m]
+            cells.append(f"{statistics.median(vals):.2f} ({min(vals):.1f}-{max(vals):.1f})"
+                         if vals else "-")
+        print(f"| {v} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
