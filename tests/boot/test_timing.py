@@ -26,9 +26,8 @@ def test_host_tsc_khz_needs_a_constant_tsc(tmp_path: Path) -> None:
 
 
 def test_tcg_cmdline() -> None:
-    assert tcg_cmdline("x86_64", "pc", "tcg", 2596120) == "no_timer_check"
-    assert tcg_cmdline("x86_64", "microvm", "tcg", 2596120) == (
-        "no_timer_check tsc_early_khz=2596120")
-    assert tcg_cmdline("x86_64", "microvm", "tcg", None) == "no_timer_check"
+    assert tcg_cmdline("x86_64", "pc", "tcg", 2596120) == ""
+    assert tcg_cmdline("x86_64", "microvm", "tcg", 2596120) == "tsc_early_khz=2596120"
+    assert tcg_cmdline("x86_64", "microvm", "tcg", None) == ""
     assert tcg_cmdline("x86_64", "microvm", "kvm", 2596120) == ""
     assert tcg_cmdline("aarch64", "virt", "tcg", 2596120) == ""

@@ -151,7 +151,7 @@ def test_boot_files_vmlinux_and_tcg_options(tmp_path: Path) -> None:
     arm.state.boot_dir.mkdir(parents=True)
     arm.state.kernel.write_bytes(PREFIX + COMPRESSORS["xz"](PVH))
     assert supervisor.boot_files(arm, "tcg", 10022).kernel == arm.state.kernel
-    # the IO-APIC timer check is skipped for emulated x86 only
-    assert after[after.index("-append") + 1].endswith(" no_timer_check")
+    # the IO-APIC timer check is skipped on x86_64 whatever the accelerator
+    assert " no_timer_check" in after[after.index("-append") + 1]
     assert supervisor.boot_files(x86, "kvm", 10022).extra_cmdline == ""
     assert supervisor.boot_files(arm, "tcg", 10022).extra_cmdline == ""
