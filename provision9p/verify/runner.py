@@ -180,6 +180,9 @@ def verify_guest(target: Target) -> VerifyPlugin:
     args = [
         "-c", str(ini), "--rootdir", "/", "-p", "no:cacheprovider", "-p", "no:terminal",
         "--import-mode=importlib",
+        # no capture: pytest's capture swaps the process's fd 2 and sys.stderr, which
+        # swallowed what other guests' threads of a parallel `up` printed meanwhile
+        "--capture=no",
         "--hosts", f"paramiko://root@127.0.0.1:{port}", str(CHECKS),
         *[str(p) for p in guest.verify],
     ]
