@@ -88,7 +88,7 @@ def test_init_is_valid_busybox_sh() -> None:
 
 
 ORDER = ["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
-         "virtio_pci", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p"]
+         "virtio_pci", "virtio_mmio", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p"]
 
 
 def _kernel_and_modules() -> tuple[Path, list[Path]]:
