@@ -92,7 +92,8 @@ CTRL_C = """
 import sys, time
 from provision9p.jobs import Job, run_jobs
 def slow():
-    print("started", flush=True)
+    sys.stdout.write("started\\n")  # one write: print's two could interleave between threads
+    sys.stdout.flush()
     time.sleep(60)
 try:
     run_jobs([Job("a", slow), Job("b", slow), Job("c", slow)], limit=2)
