@@ -201,3 +201,12 @@ def lab_lock(lab: LabSpec, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, reaped by nobody yet, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -33,7 +33,7 @@ from provision9p.connect.ssh import HostKeyMismatch, SSHConnection, open_client,
 from provision9p.errors import BootError, ConnectError
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
-from provision9p.state import BootRecord, GuestState
+from provision9p.state import BootRecord, GuestState, pid_alive
 from provision9p.target import Target
 
 
@@ -182,7 +182,7 @@ def resume_boot(target: Target) -> BootReport | None:
     port = boot.ssh_port
 
     def exited() -> int | None:
-        return None if _alive(pid) else -1
+        return None if pid_alive(pid) else -1
 
     try:
         stages, client = _wait_for_ssh(target, exited, port, started, choice)
@@ -294,9 +294,9 @@ def stop(target: Target, timeout: float = 30.0) -> bool:
     # clean shutdown would only wait out the timeout. Nothing in it is worth saving yet.
     asked = False if boot_in_progress(target) else _ask_poweroff(target)
     deadline = time.monotonic() + (timeout if asked else 0)
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         try:
             with QMP(st.qmp) as q:
                 q.execute("quit")
@@ -304,12 +304,12 @@ def stop(target: Target, timeout: float = 30.0) -> bool:
             pass  # no QMP (yet): the kill below
         else:
             end = time.monotonic() + 5
-            while time.monotonic() < end and _alive(pid):
+            while time.monotonic() < end and pid_alive(pid):
                 time.sleep(0.1)
-    if _alive(pid):
+    if pid_alive(pid):
         _kill(pid)
         end = time.monotonic() + 5
-        while time.monotonic() < end and _alive(pid):
+        while time.monotonic() < end and pid_alive(pid):
             time.sleep(0.1)
     st.pidfile.unlink(missing_ok=True)
     boot = st.read_boot()
@@ -341,13 +341,6 @@ def _ask_poweroff(target: Target) -> bool:
     except QMPError:
         return False
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 from provision9p.errors import BootError, HostError
 from provision9p.lab.model import LabSpec
 from provision9p.qemu_user import RunAs, check_reachable
+from provision9p.state import pid_alive
 from provision9p.target import Target
 
 PROGRAM = "vde_switch"
@@ -127,9 +128,9 @@ def stop(lab: LabSpec, timeout: float = 5.0) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.05)
-        if _alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     shutil.rmtree(paths.ctl, ignore_errors=True)
@@ -137,13 +138,6 @@ def stop(lab: LabSpec, timeout: float = 5.0) -> bool:
         name.unlink(missing_ok=True)
     return pid is not None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def ports_in_use(lab: LabSpec, timeout: float = 2.0) -> int | None:

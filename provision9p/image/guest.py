@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from provision9p import ui
-from provision9p.errors import HostError
-from provision9p.host.doctor import check_user_xattrs
 from provision9p.image import store as image_store
 from provision9p.image.errors import ImageError
 from provision9p.image.unpack import unpack_into
-from provision9p.qemu_user import check_reachable
 from provision9p.rootfs import keys
+from provision9p.rootfs.build import check_host_ready
 from provision9p.rootfs.guest_setup import fstab
 from provision9p.rootfs.metadata.base import MetadataStore
 from provision9p.rootfs.safe_fs import staged
@@ -46,14 +44,7 @@ def build_from_image(target: Target, fingerprint: str) -> float:
     guest, st, run_as = target.guest, target.state, target.run_as
     assert guest.rootfs.image is not None
     archive = image_store.verified(guest.rootfs.image)  # refused before anything is made
-    for path in (guest.root.path, *(s.path for s in guest.shares), target.lab.state_dir):
-        check_reachable(path, run_as)
-    model = model_of(guest.root)
-    if model.needs_user_xattrs:
-        finding = check_user_xattrs(guest.root.path)
-        if not finding.ok:
-            raise HostError(f"the root tree cannot use {model.name}: {finding.detail}",
-                            hint=finding.fix)
+    model = check_host_ready(target)
     client_key_path, client_pub = keys.lab_client_key(target.client_key)
     host_key = keys.generate(f"{guest.name}-host")
     stages: dict[str, float] = {}

@@ -35,7 +35,7 @@ from provision9p.rootfs.guest_kernel import (
 )
 from provision9p.rootfs.guest_setup import SetupInputs, setup_tree
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
-from provision9p.rootfs.security import model_of
+from provision9p.rootfs.security import SecurityModel, model_of
 from provision9p.state import BuildRecord, GuestState
 from provision9p.target import Target
 
@@ -105,6 +105,21 @@ def plan(target: Target, hook_key: str = "") -> BuildPlan:
     return BuildPlan(fp, current)
 
 
+def check_host_ready(target: Target) -> SecurityModel:
+    """Before a tree is made: QEMU's user reaches every path it will serve, and the root's
+    file system takes the security model's xattrs. Returns that model."""
+    guest = target.guest
+    for path in (guest.root.path, *(s.path for s in guest.shares), target.lab.state_dir):
+        check_reachable(path, target.run_as)
+    model = model_of(guest.root)
+    if model.needs_user_xattrs:
+        finding = check_user_xattrs(guest.root.path)
+        if not finding.ok:
+            raise HostError(f"the root tree cannot use {model.name}: {finding.detail}",
+                            hint=finding.fix)
+    return model
+
+
 def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | None = None,
                 hook_key: str = "") -> BuildResult:
     """Build (or keep) the guest's root tree, kernel and initramfs."""
@@ -129,14 +144,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                          f"{guest.root.security_model}",
                          hint="use rootfs.layout: copy, or security_model: mapped-xattr")
 
-    for path in (guest.root.path, *(s.path for s in guest.shares), lab.state_dir):
-        check_reachable(path, run_as)
-    model = model_of(guest.root)
-    if model.needs_user_xattrs:
-        finding = check_user_xattrs(guest.root.path)
-        if not finding.ok:
-            raise HostError(f"the root tree cannot use {model.name}: {finding.detail}",
-                            hint=finding.fix)
+    model = check_host_ready(target)
     stages: dict[str, float] = {}
 
     def timed(name: str, t0: float) -> None:
