@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        if threading.active_count() > 1:
+            # Guest jobs run on daemon threads that may be printing: a normal interpreter
+            # exit can then abort on stdout's lock ("Fatal Python error:
+            # _enter_buffered_busy"). Nothing here needs finalizing (no atexit handlers).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     except OSError as exc:
         # Not a bad argument we foresaw: say what failed without a traceback.

@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from provision9p import ui
-from provision9p.boot import lab_hosts, supervisor, switch
+from provision9p import lab_pass, ui
+from provision9p.boot import supervisor, switch
 from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
 from provision9p.errors import UsageError
@@ -182,7 +182,7 @@ def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
     """The lab as a whole: its network's /etc/hosts, its shared directories."""
     out = GuestOutcome(f"lab {lab.name}", lab_wide=True)
     with ui.step(f"lab {lab.name}: names and shares across guests"):
-        out.notes, out.checks_failed = lab_hosts.settle(
+        out.notes, out.checks_failed = lab_pass.settle(
             lab, booted={o.name for o in outcomes if o.booted}, switch_restarted=restarted,
             verify=verify)
     return out
@@ -285,7 +285,7 @@ def verify(targets: list[Target]) -> list[CheckResult]:
     from provision9p.verify import cross_guest
 
     if targets:
-        checks += cross_guest.results(lab_hosts.running_targets(targets[0].lab))
+        checks += cross_guest.results(lab_pass.running_targets(targets[0].lab))
     return checks
 
 

@@ -10,15 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec, Share
+from provision9p.lab.network import SLIRP_ADDRESS, SLIRP_GATEWAY
 from provision9p.rootfs.security import model_of
 
 QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64",
                  "s390x": "qemu-system-s390x"}
 CONSOLES = {"x86_64": "ttyS0", "aarch64": "ttyAMA0", "s390x": "ttysclp0"}
-# QEMU user networking always gives the guest this address and gateway; the initramfs
-# configures them at once, so sshd answers without waiting for systemd-networkd.
-SLIRP_ADDRESS = "10.0.2.15/24"
-SLIRP_GATEWAY = "10.0.2.2"
 
 
 @dataclass(frozen=True)

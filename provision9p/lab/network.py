@@ -2,7 +2,7 @@
 
 Pure functions only; the switch that carries the network is boot/switch.py, the tree
 setup that configures it is rootfs/guest_setup.py, the SSH refresh of /etc/hosts is
-boot/lab_hosts.py.
+lab_pass.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 # Docker's 172.17/16 and from the usual home 192.168 ranges.
 DEFAULT_SUBNET = "10.89.0.0/24"
 SLIRP_SUBNET = ipaddress.IPv4Network("10.0.2.0/24")
+# QEMU user networking always gives the guest this address, gateway and DNS; the
+# initramfs configures them at once, so sshd answers without waiting for networkd.
+SLIRP_ADDRESS = "10.0.2.15/24"
+SLIRP_GATEWAY = "10.0.2.2"
+SLIRP_DNS = "10.0.2.3"
 # The guest's name for its second NIC (net.ifnames=0: eth0 is the user-mode NIC).
 LAB_NIC = "eth1"
 HOSTS_BEGIN = "# BEGIN provision9p lab {lab}: managed, rewritten on every `up`"

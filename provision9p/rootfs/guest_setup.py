@@ -10,15 +10,18 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision9p.boot.qemu_argv import SLIRP_ADDRESS, SLIRP_GATEWAY
 from provision9p.errors import BuildError
 from provision9p.lab.model import GuestSpec, LabSpec
-from provision9p.lab.network import hosts_block, network_file, with_hosts_block
+from provision9p.lab.network import (
+    SLIRP_ADDRESS,
+    SLIRP_DNS,
+    SLIRP_GATEWAY,
+    hosts_block,
+    network_file,
+    with_hosts_block,
+)
 from provision9p.rootfs import chroot_path as cp
 from provision9p.rootfs.keys import KeyPair
-
-# QEMU user networking's DNS forwarder.
-SLIRP_DNS = "10.0.2.3"
 
 # Units a 9P-root lab guest has no use for: timers that start apt or disk jobs at random
 # moments, gettys on VTs it has no screen for (the serial getty stays), binfmt, and the
@@ -69,7 +72,7 @@ def lab_hosts_block(lab: LabSpec) -> str | None:
 
 def etc_hosts(guest: GuestSpec, lab: LabSpec | None) -> str:
     """The guest's /etc/hosts; the lab's block is not a build input (so adding a guest
-    rebuilds nobody): `up` rewrites it over SSH in the running guests (boot/lab_hosts.py)."""
+    rebuilds nobody): `up` rewrites it over SSH in the running guests (lab_pass.py)."""
     text = (f"127.0.0.1\tlocalhost\n127.0.1.1\t{guest.name}\n"
             "::1\t\tlocalhost ip6-localhost ip6-loopback\n")
     block = lab_hosts_block(lab) if lab is not None else None

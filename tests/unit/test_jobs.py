@@ -89,7 +89,7 @@ def test_default_jobs_is_the_host_cores() -> None:
 
 
 CTRL_C = """
-import sys, time
+import os, sys, time
 from provision9p.jobs import Job, run_jobs
 def slow():
     sys.stdout.write("started\\n")  # one write: print's two could interleave between threads
@@ -99,7 +99,7 @@ try:
     run_jobs([Job("a", slow), Job("b", slow), Job("c", slow)], limit=2)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
-    sys.exit(130)
+    os._exit(130)  # as cli.main does: a normal exit races the daemon threads' writes
 """
 
 
