@@ -9,7 +9,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 APT_PACKAGES=(
   qemu-system-x86 qemu-utils debootstrap busybox-static cpio zstd xz-utils
   openssh-client python3-venv acl attr iproute2 ca-certificates gpgv debian-archive-keyring
-  vde2 mmdebstrap uidmap
+  vde2 mmdebstrap uidmap libvirt-clients libxml2-utils
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

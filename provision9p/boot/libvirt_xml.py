@@ -3,18 +3,27 @@
 libvirt names QEMU's security models by access mode (each model knows its own); it has
 none for mapped-file. User-mode networking with a host port forward is
 expressed with the passt backend's <portForward>; the SSH port is noted in a comment.
+
+libvirt has no interface type for a vde switch (its types: user, ethernet, vhostuser,
+server, client, mcast, udp, network, bridge, direct, hostdev, vdpa, null...), so the lab
+NIC goes in as QEMU arguments through libvirt's QEMU namespace (<qemu:commandline>): the
+same -netdev vde/-device pair `qemu-cmd` shows. libvirt marks such a domain tainted and
+its QEMU runs as libvirt's user under its AppArmor/SELinux profile, which must be
+allowed to reach the switch's socket.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from provision9p.boot.qemu_argv import BootFiles, kernel_cmdline
+from provision9p.boot.qemu_argv import BootFiles, kernel_cmdline, lab_nic_args
 from provision9p.errors import UsageError
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec
 from provision9p.rootfs.security import MODELS, model_of
 
 ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "s390x": "s390x"}
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+ET.register_namespace("qemu", QEMU_NS)  # declared on <domain> as xmlns:qemu
 
 
 def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
@@ -64,5 +73,14 @@ def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
     ET.SubElement(serial, "source", path=str(run.console_log))
     note = ET.Comment(f" provision9p: SSH to 127.0.0.1:{run.ssh_port} with the lab's key ")
     dom.insert(0, note)
+    lab_nic = lab_nic_args(guest, run)
+    if lab_nic:
+        dom.append(ET.Comment(
+            " provision9p: the lab network's NIC (libvirt has no vde interface); it needs "
+            "the lab's switch running (provision9p up) and libvirt's QEMU allowed to use "
+            "its socket "))
+        cmdline = ET.SubElement(dom, f"{{{QEMU_NS}}}commandline")
+        for arg in lab_nic:
+            ET.SubElement(cmdline, f"{{{QEMU_NS}}}arg", value=arg)
     ET.indent(dom)
     return ET.tostring(dom, encoding="unicode")

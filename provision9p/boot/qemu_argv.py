@@ -105,15 +105,21 @@ def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
         argv += fsdev_args(share, f"fs{i}")
     netdev = f"user,id=net0,hostfwd=tcp:127.0.0.1:{run.ssh_port}-:22"
     argv += ["-netdev", netdev, "-device", _net_device(guest, "net0")]
-    if run.lab_switch is not None and guest.mac is not None:
-        # Second, so the guest's eth0 stays the user-mode NIC (SSH, the mirror).
-        argv += ["-netdev", f"vde,id=net1,sock={qemu_opts_escape(str(run.lab_switch))}",
-                 "-device", _net_device(guest, "net1") + f",id=labnic,mac={guest.mac}"]
+    # Second, so the guest's eth0 stays the user-mode NIC (SSH, the mirror).
+    argv += lab_nic_args(guest, run)
     argv += ["-chardev", f"file,id=con0,path={qemu_opts_escape(str(run.console_log))}",
              "-serial", "chardev:con0"]
     argv += ["-qmp", f"unix:{qemu_opts_escape(str(run.qmp_socket))},server=on,wait=off"]
     argv += ["-pidfile", str(run.pidfile)]
     return argv
+
+
+def lab_nic_args(guest: GuestSpec, run: BootFiles) -> list[str]:
+    """The lab network's NIC on the vde switch; nothing without a lab network."""
+    if run.lab_switch is None or guest.mac is None:
+        return []
+    return ["-netdev", f"vde,id=net1,sock={qemu_opts_escape(str(run.lab_switch))}",
+            "-device", _net_device(guest, "net1") + f",id=labnic,mac={guest.mac}"]
 
 
 def _net_device(guest: GuestSpec, netdev: str) -> str:

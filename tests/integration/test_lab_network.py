@@ -1,6 +1,8 @@
-"""A three-guest lab on its own network: names, a shared directory, the switch's life.
+"""A three-guest lab on its own network: names, a shared directory, other tools (Ansible,
+ssh -F) with host keys checked, a fourth guest added later, the switch's life.
 
-One boot of three guests for the whole module (the suite's cached base tree).
+One boot of three guests for the whole module (the suite's cached base tree); the fourth
+guest is the only other boot.
 """
 
 from __future__ import annotations
@@ -8,14 +10,18 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from provision9p.lab.network import mac_address
+from provision9p.rootfs.keys import generate
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -65,14 +71,14 @@ def switch_pid(lab: Path) -> int:
     return int((lab.parent / ".provision9p" / "net" / "switch.pid").read_text())
 
 
-def reach_all(p9: Any, lab: Path) -> dict[str, str]:
+def reach_all(p9: Any, lab: Path, guests: tuple[str, ...] = GUESTS) -> dict[str, str]:
     """Per guest, the names it could not open TCP port 22 on (empty: all reached)."""
     script = " ".join(
         f"timeout 5 bash -c '</dev/tcp/{n}/22' 2>/dev/null || echo {n}; "
         f"timeout 5 bash -c '</dev/tcp/{n}.trio/22' 2>/dev/null || echo {n}.trio;"
-        for n in GUESTS)
+        for n in guests)
     out = {}
-    for g in GUESTS:
+    for g in guests:
         res = ssh(p9, lab, g, script)
         assert res.returncode == 0, res.stderr
         out[g] = res.stdout.strip()
@@ -120,6 +126,67 @@ def test_a_file_one_guest_writes_another_reads(lab: Path, up_result: object, p9:
     assert res.stdout == "from-alpha\nfrom-beta\n", res.stdout + res.stderr
 
 
+# --- other tools reach the lab with the pinned host keys ----------------------------
+
+
+def ansible_hostname(inventory: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    """`ansible all -m raw -a hostname` as a user runs it: Ansible's own default of
+    checking host keys (no ANSIBLE_HOST_KEY_CHECKING in the environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    # No persistent master: a kept connection would skip the key check of a later run.
+    env.update(ANSIBLE_HOME=str(work / "home"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_SSH_ARGS="-o ControlMaster=no", LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    cmd = [str(Path(sys.executable).with_name("ansible")), "-i", str(inventory), "all",
+           "-m", "raw", "-a", "hostname"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work,
+                          timeout=300)
+
+
+def test_ansible_reaches_every_guest_with_keys_checked(lab: Path, up_result: object,
+                                                       p9: Any, tmp_path: Path) -> None:
+    res = p9("-f", str(lab), "inventory")
+    assert res.returncode == 0, res.stderr
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(res.stdout)
+    proc = ansible_hostname(inv, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for g in GUESTS:  # each guest answers with its own hostname
+        assert re.search(rf"^{g} \| CHANGED \| rc=0 >>\n{g}$", proc.stdout, re.M), proc.stdout
+
+    # beta's pinned key replaced by another real key: Ansible must refuse beta only
+    beta = yaml.safe_load(res.stdout)["all"]["children"]["trio"]["hosts"]["beta"]
+    known = lab.parent / ".provision9p" / "known_hosts"
+    assert f"-o UserKnownHostsFile={known} " in beta["ansible_ssh_common_args"], beta
+    text = known.read_text()
+    other = generate("not-beta").public_line.split()[:2]
+    lines = [" ".join([line.split()[0], *other])
+             if line.startswith(f"[127.0.0.1]:{beta['ansible_port']} ") else line
+             for line in text.splitlines()]
+    assert lines != text.splitlines()
+    known.write_text("\n".join(lines) + "\n")
+    try:
+        proc = ansible_hostname(inv, tmp_path)
+    finally:
+        known.write_text(text)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert re.search(r"^beta \| UNREACHABLE!", proc.stdout, re.M), proc.stdout
+    assert "Host key verification failed" in proc.stdout + proc.stderr, proc.stdout
+    for g in ("alpha", "gamma"):
+        assert re.search(rf"^{g} \| CHANGED \| rc=0 >>\n{g}$", proc.stdout, re.M), proc.stdout
+
+
+def test_ssh_with_the_generated_config(lab: Path, up_result: object, p9: Any,
+                                       tmp_path: Path) -> None:
+    res = p9("-f", str(lab), "ssh-config")
+    assert res.returncode == 0, res.stderr
+    conf = tmp_path / "lab.ssh"
+    conf.write_text(res.stdout)
+    for g in GUESTS:
+        proc = subprocess.run(["ssh", "-F", str(conf), g, "cat /etc/hostname"],
+                              capture_output=True, text=True, timeout=120)
+        assert (proc.returncode, proc.stdout) == (0, f"{g}\n"), proc.stderr
+
+
 def test_status_shows_the_switch(lab: Path, up_result: object, p9: Any) -> None:
     res = p9("-f", str(lab), "status")
     assert res.returncode == 0, res.stderr
@@ -159,6 +226,27 @@ def test_a_killed_switch_is_reported_and_restarted(lab: Path, up_result: object,
             time.monotonic() < deadline:
         time.sleep(2)
     assert missing == dict.fromkeys(GUESTS, "")
+
+
+def test_a_fourth_guest_joins_without_rebuilding_the_others(lab: Path, up_result: object,
+                                                            p9: Any) -> None:
+    """Appended to the lab file, `up` boots it; the other three learn its name over SSH
+    (their build records, fingerprints included, stay as they were)."""
+    records = {g: (lab.parent / ".provision9p" / "guests" / g / "build.json").read_bytes()
+               for g in GUESTS}
+    lab.write_text(LAB + "  delta: {memory: 256}\n")
+    start = time.monotonic()
+    res = p9("-f", str(lab), "up", "--no-verify")
+    print(f"up with a fourth guest: {time.monotonic() - start:.1f} s")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "/etc/hosts names the lab's guests again in alpha, beta, gamma" in res.stdout, \
+        res.stdout
+    assert {g: (lab.parent / ".provision9p" / "guests" / g / "build.json").read_bytes()
+            for g in GUESTS} == records
+    res = ssh(p9, lab, "alpha", "cat /etc/hosts")
+    assert "10.89.0.3\tdelta.trio delta" in res.stdout, res.stdout
+    everyone = (*GUESTS, "delta")
+    assert reach_all(p9, lab, everyone) == dict.fromkeys(everyone, "")
 
 
 def test_down_stops_the_switch_after_the_last_guest(lab: Path, up_result: object,
