@@ -90,8 +90,9 @@ def sources(req: TreeRequest) -> Iterator[tuple[list[str], list[str]]]:
             f"{len(gone)} locked package version{'s' if len(gone) != 1 else ''} "
             f"neither on the mirror ({req.suite} at {req.mirror}) nor in the .deb store "
             f"({debstore.store_dir()}): {names}{more}",
-            hint="move the lock to the mirror's versions: `provision9p lock --update` on a "
-                 "tree built without the old lock (or put those .debs into the store)")
+            hint="to move to the mirror's versions, set the lock aside, rebuild "
+                 "(`provision9p rootfs build --force`) and run `provision9p lock --update`; "
+                 "or put those .debs into the store")
     # in /tmp: the hook bind-mounts it at the same path in the tree, whose /tmp exists,
     # so only the mount point itself is left to remove
     repo = Path(tempfile.mkdtemp(prefix="provision9p-lock-repo-", dir="/tmp"))
