@@ -25,7 +25,7 @@ from provision9p.host.mirror import package_index
 from provision9p.image import debstore, lock
 from provision9p.image.errors import LockError
 from provision9p.lab.model import GuestSpec, LabSpec, RootfsSpec
-from provision9p.rootfs.builder import Pin, TreeRequest
+from provision9p.rootfs.builder import PREFERENCES, Pin, TreeRequest, preferences
 from provision9p.rootfs.debootstrap import BaseTree, base_key, base_tree
 from provision9p.target import Target
 
@@ -124,15 +124,41 @@ def installed_versions(tree: Path) -> dict[str, str]:
     return out
 
 
+def _off_lock(pins: Sequence[Pin], tree: Path) -> list[str]:
+    have = installed_versions(tree)
+    return [f"{p.name} {have[p.name]} (locked {p.version})" for p in pins
+            if p.name in have and have[p.name] != p.version]
+
+
 def check_tree(req: TreeRequest, tree: Path) -> None:
     """Every locked package the build installed has its locked version."""
-    have = installed_versions(tree)
-    wrong = [f"{p.name} {have[p.name]} (locked {p.version})" for p in req.pins
-             if p.name in have and have[p.name] != p.version]
-    if wrong:
+    if wrong := _off_lock(req.pins, tree):
         raise BuildError("the build did not install the locked versions: " +
                          ", ".join(wrong[:12]),
                          hint="apt chose other versions; report it with the lines above")
+
+
+@contextlib.contextmanager
+def for_roles(tree: Path, pins: Sequence[Pin]) -> Iterator[None]:
+    """The lock's versions for the tree-phase roles' `apt:` installs too (the same apt
+    preferences, in the tree while the roles run), checked afterwards. The .deb store
+    does not serve the roles: a locked version the mirror lost is an error here."""
+    if not pins:
+        yield
+        return
+    prefs = tree / PREFERENCES
+    prefs.parent.mkdir(parents=True, exist_ok=True)
+    prefs.write_text(preferences(pins))
+    try:
+        yield
+    finally:
+        prefs.unlink(missing_ok=True)
+    if wrong := _off_lock(pins, tree):
+        raise BuildError("the tree-phase roles installed other versions than the lock's: " +
+                         ", ".join(wrong[:12]),
+                         hint="the mirror no longer serves them; set the lock aside, rebuild "
+                              "(`provision9p rootfs build --force`) and run "
+                              "`provision9p lock --update`")
 
 
 def matching_base(spec: RootfsSpec, debian_arch: str, mirror: str,
@@ -150,13 +176,23 @@ def matching_base(spec: RootfsSpec, debian_arch: str, mirror: str,
     return None
 
 
+def base_pins(target: Target, mirror: str) -> tuple[Pin, ...]:
+    """The pins the guest's base tree is keyed by (so its fingerprint): the lock's, or ()
+    when the cached unpinned base already holds exactly them; so writing a lock from a
+    built lab does not rebuild (nor restart) its guests, while a changed lock does."""
+    pins = target.pins
+    if pins and matching_base(target.guest.rootfs, target.guest.debian_arch, mirror, pins):
+        return ()
+    return pins
+
+
 def base_for(target: Target, mirror: str) -> BaseTree:
     """The guest's base tree: pinned to its lock when it has one; without, said once."""
-    guest, pins = target.guest, target.pins
-    if not pins:
+    guest = target.guest
+    if not target.pins:
         if why := unpinned_reason(target.lab, guest):
             ui.warn(why)
-        return base_tree(guest.rootfs, guest.debian_arch, mirror)
-    ui.info(f"    {len(pins)} package versions from {lock.lock_path(target.lab).name}")
-    return (matching_base(guest.rootfs, guest.debian_arch, mirror, pins)
-            or base_tree(guest.rootfs, guest.debian_arch, mirror, pins))
+    else:
+        ui.info(f"    {len(target.pins)} package versions from "
+                f"{lock.lock_path(target.lab).name}")
+    return base_tree(guest.rootfs, guest.debian_arch, mirror, base_pins(target, mirror))

@@ -99,8 +99,10 @@ def plan(target: Target, hook_key: str = "") -> BuildPlan:
     """The build's plan; `up` asks it whether a running guest is still what the lab says."""
     # a guest made from an image needs no mirror (a CI host may have none)
     mirror = target.mirror if target.guest.rootfs.image is None else ""
-    pins = target.pins if mirror else ()
-    fp = fingerprint(target.guest, mirror, target.run_as, hook_key, pins)
+    from provision9p.image.pins import base_pins
+
+    fp = fingerprint(target.guest, mirror, target.run_as, hook_key,
+                     base_pins(target, mirror) if mirror else ())
     st = target.state
     record = target.build_record()
     current = (record is not None and record.fingerprint == fp
@@ -199,7 +201,10 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                 setup_tree(tree, SetupInputs(guest, client_pub, host_key, lab=lab))
                 install_modules(kernel, tree, copy=not use_overlay)
                 if tree_hook is not None:
-                    tree_hook(tree)
+                    from provision9p.image.pins import for_roles
+
+                    with for_roles(tree, target.pins):  # a lock pins the roles' apt too
+                        tree_hook(tree)
             timed("setup", t0)
             if kernel.needs_initramfs or guest.kernel.initramfs == "always":
                 t0 = time.monotonic()

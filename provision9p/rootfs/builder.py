@@ -125,9 +125,9 @@ def _build(builder: str, req: TreeRequest, target: Path, argv: list[str]) -> Non
     ui.info(f"    {builder} finished in {time.monotonic() - start:.0f} s")
 
 
-# apt's preferences for a lock's versions; only while the base is built (a tree-phase
-# role's `apt:` is not pinned: the file does not stay in the tree)
-_PREFS = "etc/apt/preferences.d/provision9p-lock"
+# apt's preferences for a lock's versions, while the base is built and while the
+# tree-phase roles run (image/pins.py); the file does not stay in the tree
+PREFERENCES = "etc/apt/preferences.d/provision9p-lock"
 
 
 def preferences(pins: Sequence[Pin]) -> str:
@@ -156,8 +156,10 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path, extra_sources: Sequence[str
         "--skip=cleanup/apt",
     ]
     if req.pins:
-        argv += [f'--setup-hook=printf %s {shlex.quote(preferences(req.pins))} > "$1/{_PREFS}"',
-                 f'--customize-hook=rm -f "$1/{_PREFS}"', *extra_hooks]
+        prefs = shlex.quote(preferences(req.pins))
+        argv += [f'--setup-hook=printf %s {prefs} > "$1/{PREFERENCES}"',
+                 f'--customize-hook=rm -f "$1/{PREFERENCES}"']
+    argv += extra_hooks
     argv += [f"--keyring={k}" for k in keyrings()]
     return [*argv, req.suite, str(target), req.mirror, *extra_sources]
 

@@ -76,10 +76,17 @@ def test_lock_pins_the_guest_and_its_key(locked_lab: tuple[Path, dict[str, Any]]
     moved = tuple(Pin(p.name, "0" if p.name == "acl" else p.version, p.architecture,
                       p.sha256) for p in target.pins)
     assert base_key(SPEC, "amd64", mirror, moved)[0] != pinned
-    # ...and a cached base that already holds exactly those versions is used as it is
+    # ...and a cached base that already holds exactly those versions is used as it is,
+    # under its own key: writing the lock from a built lab does not rebuild its guests
     found = pins.matching_base(SPEC, "amd64", mirror, target.pins)
     assert found is not None and found.path == base
+    assert pins.base_pins(target, mirror) == ()
     assert pins.matching_base(SPEC, "amd64", mirror, moved) is None
+    entry_moved = {**entry, "packages": [{**p, "version": "0"} if p["name"] == "acl" else p
+                                         for p in entry["packages"]]}
+    lock.write(lock.lock_path(lab), lab, {"web": entry_moved})
+    relocked = resolve(lab, lab.guest("web"))
+    assert pins.base_pins(relocked, mirror) == relocked.pins == moved
     # every locked .deb is in the store by its sha256 (lock filled it from the cache)
     assert all(debstore.fetch(p.sha256) for p in target.pins)
     # without a lock, a build says it is not reproducible
@@ -146,3 +153,34 @@ def test_store_serves_a_version_the_index_does_not_list(
         if tree is not None:  # 300 MB of the shared cache no other test wants
             shutil.rmtree(tree)
         debstore.path_of(sha).unlink(missing_ok=True)
+
+
+def test_tree_phase_apt_is_pinned_and_checked(base: Path, mirror: str, tmp_path: Path) -> None:
+    """The roles' `apt:` in the tree phase sees the lock's preferences; a version apt could
+    not honour (the mirror lacks it) fails the build, naming it."""
+    from provision9p.connect.tree import TreeConnection
+    from provision9p.errors import BuildError
+    from provision9p.rootfs.builder import PREFERENCES
+    from provision9p.tasks.modules import MODULES, ModuleContext, coerce_args
+
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(tree)], check=True)
+    ctx = ModuleContext(check=False, role_path=Path("/nonexistent"), render=lambda t: t)
+    real = package_index(arch="amd64", suite="bookworm", mirror=mirror)["hello"][-1].version
+
+    def apt(conn: TreeConnection, **args: Any) -> dict[str, Any]:
+        return MODULES["apt"].run(conn, coerce_args("apt", args), ctx)
+
+    with TreeConnection(tree, PlainStore(tree), "g") as conn:
+        with pins.for_roles(tree, (Pin("hello", real, "amd64", ""),)):
+            assert (tree / PREFERENCES).read_text().startswith("Package: hello\n")
+            assert apt(conn, name="hello")["changed"]
+        assert pins.installed_versions(tree)["hello"] == real
+        assert not (tree / PREFERENCES).exists()
+        apt(conn, name="hello", state="absent")
+        with pytest.raises(BuildError) as err, \
+                pins.for_roles(tree, (Pin("hello", "0.0-gone", "amd64", ""),)):
+            apt(conn, name="hello")
+    assert f"hello {real} (locked 0.0-gone)" in err.value.message
+    assert "lock --update" in (err.value.hint or "")
+    assert not (tree / PREFERENCES).exists()
