@@ -7,8 +7,9 @@ stays for what mmdebstrap does not do: the `fakechroot` variant (a debootstrap v
 a mode in mmdebstrap), a host without mmdebstrap (Debian before 11, other distros), and by
 choice with PROVISION9P_BUILDER=debootstrap (for comparison). It cannot pin versions.
 
-Packages are names or `name=version` (apt's syntax): a lock of exact versions goes in
-as it is.
+Packages are names or `name=version` (apt's syntax). A lock's versions go in as `pins`:
+apt preferences choose the version of whatever the build installs without adding to it
+(a lock lists the roles' packages too); image/pins.py serves those the mirror lost.
 """
 
 from __future__ import annotations
