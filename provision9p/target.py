@@ -13,12 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provision9p.errors import ConnectError, MirrorError, UsageError
 from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.qemu_user import RunAs, qemu_user
 from provision9p.state import BootRecord, BuildRecord, GuestState
+
+if TYPE_CHECKING:
+    from provision9p.rootfs.builder import Pin
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,13 @@ class Target:
     def run_as(self) -> RunAs:
         """QEMU's user; looked up once per target (and created only by a build)."""
         return qemu_user(self.guest, create=self.create_account)
+
+    @cached_property
+    def pins(self) -> tuple[Pin, ...]:
+        """The versions LAB.lock holds for this guest's build; () without a lock."""
+        from provision9p.image.pins import for_guest
+
+        return for_guest(self.lab, self.guest)
 
     def running_pid(self) -> int | None:
         return self.state.running_pid()

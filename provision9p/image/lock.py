@@ -23,6 +23,7 @@ from debian import deb822
 from provision9p import paths
 from provision9p.host.mirror import package_index, signed_release
 from provision9p.host.release import file_sha256
+from provision9p.image import debstore
 from provision9p.image.errors import LockError
 from provision9p.lab.model import ARCHES, GuestSpec, LabSpec
 from provision9p.rootfs.debootstrap import BASE_PACKAGES
@@ -93,18 +94,36 @@ def guest_entry(target: Target, store: MetadataStore) -> dict[str, Any]:
             sha = next((s.sha256 for s in index.get(p.name, []) if s.version == p.version), "")
             if sha:
                 break
+        sha = sha or _cached_deb_sha256(p)
+        _keep_in_store(p, sha)
         packages.append({"name": p.name, "version": p.version, "architecture": p.architecture,
-                         "sha256": sha or _cached_deb_sha256(p)})
+                         "sha256": sha})
     return {"wants": wanted(guest), "release": {"date": release.date,
                                                   "epoch": epoch_of(release.date)},
             "kernel": _kernel_entry(target), "packages": packages}
 
 
 def _cached_deb_sha256(p: Installed) -> str:
-    """A .deb the mirror no longer lists may still be in debootstrap's download cache."""
-    version = urllib.parse.quote(p.version, safe="+~.-")
-    deb = paths.cache_home() / "debootstrap-debs" / f"{p.name}_{version}_{p.architecture}.deb"
-    return file_sha256(deb) if deb.is_file() else ""
+    """A .deb the mirror no longer lists may still be in a builder's download cache."""
+    name = debstore.cached_name(p.name, p.version, p.architecture)  # apt's quoting: %3a
+    for cache in ("mmdebstrap-debs", "debootstrap-debs"):
+        deb = paths.cache_home() / cache / name
+        if deb.is_file():
+            return file_sha256(deb)
+    return ""
+
+
+def _keep_in_store(p: Installed, sha256: str) -> None:
+    """The locked .deb into the store, so a build can install it after the mirror moved on;
+    found in the builders' download caches, taken only when its hash is the locked one."""
+    if not sha256 or debstore.fetch(sha256) is not None:
+        return
+    name = debstore.cached_name(p.name, p.version, p.architecture)
+    for cache in ("mmdebstrap-debs", "debootstrap-debs"):
+        deb = paths.cache_home() / cache / name
+        if deb.is_file() and file_sha256(deb) == sha256:
+            debstore.add(deb)
+            return
 
 
 def _kernel_entry(target: Target) -> dict[str, str]:

@@ -26,7 +26,8 @@ from provision9p.host.doctor import check_user_xattrs
 from provision9p.lab.model import GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
 from provision9p.rootfs import keys, overlay
-from provision9p.rootfs.debootstrap import base_key, base_tree, refuse_foreign
+from provision9p.rootfs.builder import Pin
+from provision9p.rootfs.debootstrap import base_key, refuse_foreign
 from provision9p.rootfs.guest_kernel import (
     GuestKernel,
     initramfs_modules,
@@ -74,9 +75,11 @@ class BuildPlan:
     current: bool
 
 
-def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = "") -> str:
-    """What the finished tree depends on: same fingerprint, nothing to rebuild."""
-    key, _ = base_key(guest.rootfs, guest.debian_arch, mirror)
+def fingerprint(guest: GuestSpec, mirror: str, run_as: RunAs, hook_key: str = "",
+                pins: tuple[Pin, ...] = ()) -> str:
+    """What the finished tree depends on: same fingerprint, nothing to rebuild (a lock's
+    versions are in the base's key: a changed lock rebuilds)."""
+    key, _ = base_key(guest.rootfs, guest.debian_arch, mirror, pins)
     data = {
         "format": BUILD_FORMAT, "base": key, "kernel": repr(guest.kernel),
         "root": repr(guest.root), "shares": repr(guest.shares), "name": guest.name,
@@ -96,7 +99,10 @@ def plan(target: Target, hook_key: str = "") -> BuildPlan:
     """The build's plan; `up` asks it whether a running guest is still what the lab says."""
     # a guest made from an image needs no mirror (a CI host may have none)
     mirror = target.mirror if target.guest.rootfs.image is None else ""
-    fp = fingerprint(target.guest, mirror, target.run_as, hook_key)
+    from provision9p.image.pins import base_pins
+
+    fp = fingerprint(target.guest, mirror, target.run_as, hook_key,
+                     base_pins(target, mirror) if mirror else ())
     st = target.state
     record = target.build_record()
     current = (record is not None and record.fingerprint == fp
@@ -156,7 +162,9 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     timed("kernel", t0)
     t0 = time.monotonic()
     with ui.step(f"{guest.name}: base tree ({guest.rootfs.suite}, {guest.debian_arch})"):
-        base = base_tree(guest.rootfs, guest.debian_arch, mirror)
+        from provision9p.image.pins import base_for
+
+        base = base_for(target, mirror)
         if base.cached:
             ui.info(f"    cached: {base.path}")
     timed("debootstrap", t0)
@@ -193,7 +201,10 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                 setup_tree(tree, SetupInputs(guest, client_pub, host_key, lab=lab))
                 install_modules(kernel, tree, copy=not use_overlay)
                 if tree_hook is not None:
-                    tree_hook(tree)
+                    from provision9p.image.pins import for_roles
+
+                    with for_roles(tree, target.pins):  # a lock pins the roles' apt too
+                        tree_hook(tree)
             timed("setup", t0)
             if kernel.needs_initramfs or guest.kernel.initramfs == "always":
                 t0 = time.monotonic()

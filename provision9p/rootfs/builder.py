@@ -7,8 +7,9 @@ stays for what mmdebstrap does not do: the `fakechroot` variant (a debootstrap v
 a mode in mmdebstrap), a host without mmdebstrap (Debian before 11, other distros), and by
 choice with PROVISION9P_BUILDER=debootstrap (for comparison). It cannot pin versions.
 
-Packages are names or `name=version` (apt's syntax): a lock of exact versions goes in
-as it is.
+Packages are names or `name=version` (apt's syntax). A lock's versions go in as `pins`:
+apt preferences choose the version of whatever the build installs without adding to it
+(a lock lists the roles' packages too); image/pins.py serves those the mirror lost.
 """
 
 from __future__ import annotations
@@ -35,8 +36,19 @@ _HOOKS = Path("/usr/share/mmdebstrap/hooks")
 
 
 @dataclass(frozen=True)
+class Pin:
+    """One package version a lock asks for, with the .deb's sha256 it recorded."""
+
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class TreeRequest:
-    """What goes into a plain tree. `packages`: names or `name=version`."""
+    """What goes into a plain tree. `packages`: names or `name=version`. `pins`: the
+    lock's versions, for whatever the build installs (not a list of what to install)."""
 
     suite: str
     arch: str
@@ -44,6 +56,7 @@ class TreeRequest:
     components: tuple[str, ...]
     packages: tuple[str, ...]
     mirror: str
+    pins: tuple[Pin, ...] = ()
 
 
 def merge_packages(*lists: Iterable[str]) -> tuple[str, ...]:
@@ -85,12 +98,24 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
         raise HostError(f"{builder} needs root to build a root tree",
                         hint="run the build as root (QEMU itself will not need root)")
     if builder == "debootstrap":
+        if req.pins:
+            raise BuildError("debootstrap cannot install a lock's versions",
+                             hint="install mmdebstrap, or unset PROVISION9P_BUILDER")
         if pinned := [p for p in req.packages if "=" in p]:
             raise BuildError(f"debootstrap cannot install pinned versions ({pinned[0]}, ...)",
                              hint="install mmdebstrap, or unset PROVISION9P_BUILDER")
-        argv = _debootstrap_argv(req, target)
+        _build(builder, req, target, _debootstrap_argv(req, target))
+    elif not req.pins:
+        _build(builder, req, target, _mmdebstrap_argv(req, target))
     else:
-        argv = _mmdebstrap_argv(req, target)
+        from provision9p.image import pins
+
+        with pins.sources(req) as (extra, hooks):
+            _build(builder, req, target, _mmdebstrap_argv(req, target, extra, hooks))
+        pins.check_tree(req, target)
+
+
+def _build(builder: str, req: TreeRequest, target: Path, argv: list[str]) -> None:
     ui.info(f"    {builder} {req.suite}/{req.arch} ({req.variant}) from {req.mirror}")
     start = time.monotonic()
     rc, tail = _run(argv, start)
@@ -101,7 +126,20 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
     ui.info(f"    {builder} finished in {time.monotonic() - start:.0f} s")
 
 
-def _mmdebstrap_argv(req: TreeRequest, target: Path) -> list[str]:
+# apt's preferences for a lock's versions, while the base is built and while the
+# tree-phase roles run (image/pins.py); the file does not stay in the tree
+PREFERENCES = "etc/apt/preferences.d/provision9p-lock"
+
+
+def preferences(pins: Sequence[Pin]) -> str:
+    """apt preferences that make each locked version the candidate (1001: even a
+    downgrade), whichever source serves it."""
+    return "".join(f"Package: {p.name}\nPin: version {p.version}\nPin-Priority: 1001\n\n"
+                   for p in pins)
+
+
+def _mmdebstrap_argv(req: TreeRequest, target: Path, extra_sources: Sequence[str] = (),
+                     extra_hooks: Sequence[str] = ()) -> list[str]:
     cache = _deb_cache()
     # apt re-checks each cached .deb against the signed index before using it
     sync_in = (f'mkdir -p "$1/var/cache/apt/archives" && '
@@ -118,8 +156,13 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path) -> list[str]:
         # stay, as debootstrap leaves them: tree-phase `apt: name=...` works offline
         "--skip=cleanup/apt",
     ]
+    if req.pins:
+        prefs = shlex.quote(preferences(req.pins))
+        argv += [f'--setup-hook=printf %s {prefs} > "$1/{PREFERENCES}"',
+                 f'--customize-hook=rm -f "$1/{PREFERENCES}"']
+    argv += extra_hooks
     argv += [f"--keyring={k}" for k in keyrings()]
-    return [*argv, req.suite, str(target), req.mirror]
+    return [*argv, req.suite, str(target), req.mirror, *extra_sources]
 
 
 def _mm_variant(variant: str) -> str:
@@ -144,12 +187,18 @@ def _deb_cache() -> Path:
 
 
 def _keep_debs(target: Path) -> None:
-    """Hard-link the build's .debs into the cache, then empty apt's cache in the tree."""
+    """Hard-link the build's .debs into the cache and the .deb store, then empty apt's
+    cache in the tree."""
+    from provision9p.image import debstore
+
     archives = target / "var" / "cache" / "apt" / "archives"
     cache = _deb_cache()
     for deb in archives.glob("*.deb"):
         dest = cache / deb.name
         if not dest.exists():
+            # new to this host: into the store by sha256 too, for a lock that outlives
+            # the mirror's version (the others were stored when they were new)
+            debstore.add(deb)
             try:
                 os.link(deb, dest)
             except FileExistsError:  # another build cached it meanwhile

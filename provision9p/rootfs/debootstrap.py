@@ -20,7 +20,13 @@ from provision9p import paths, ui
 from provision9p.errors import BuildError
 from provision9p.host.mirror import cache_entry_lock, check_space
 from provision9p.lab.model import RootfsSpec
-from provision9p.rootfs.builder import TreeRequest, build_tree, choose_builder, merge_packages
+from provision9p.rootfs.builder import (
+    Pin,
+    TreeRequest,
+    build_tree,
+    choose_builder,
+    merge_packages,
+)
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 
 # What every guest needs whatever the lab says: an init, device events and module
@@ -37,18 +43,23 @@ class BaseTree:
     cached: bool
 
 
-def tree_request(spec: RootfsSpec, debian_arch: str, mirror: str) -> TreeRequest:
+def tree_request(spec: RootfsSpec, debian_arch: str, mirror: str,
+                 pins: tuple[Pin, ...] = ()) -> TreeRequest:
     return TreeRequest(spec.suite, debian_arch, spec.variant, tuple(sorted(spec.components)),
-                       merge_packages(BASE_PACKAGES, spec.packages), mirror)
+                       merge_packages(BASE_PACKAGES, spec.packages), mirror, pins)
 
 
-def base_key(spec: RootfsSpec, debian_arch: str, mirror: str) -> tuple[str, dict[str, object]]:
+def base_key(spec: RootfsSpec, debian_arch: str, mirror: str,
+             pins: tuple[Pin, ...] = ()) -> tuple[str, dict[str, object]]:
     req = tree_request(spec, debian_arch, mirror)
     inputs: dict[str, object] = {
         "format": BASE_FORMAT, "builder": choose_builder(req.variant, require=False),
         "suite": req.suite, "arch": req.arch, "variant": req.variant,
         "components": list(req.components), "packages": list(req.packages), "mirror": mirror,
     }
+    if pins:  # a lock's versions (image/pins.py); an unlocked key stays as it was
+        inputs["pins"] = hashlib.sha256(json.dumps(sorted(
+            (p.name, p.architecture, p.version) for p in pins)).encode()).hexdigest()
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return f"{spec.suite}-{debian_arch}-{spec.variant}-{digest}", inputs
 
@@ -76,17 +87,18 @@ def refuse_foreign(spec: RootfsSpec, debian_arch: str, mirror: str) -> None:
                           "`provision9p qemu-cmd` still prints its QEMU command")
 
 
-def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str) -> BaseTree:
-    """The cached base tree for `spec`, building it when missing."""
-    key, inputs = base_key(spec, debian_arch, mirror)
+def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str,
+              pins: tuple[Pin, ...] = ()) -> BaseTree:
+    """The cached base tree for `spec` (with a lock's `pins`), building it when missing."""
+    key, inputs = base_key(spec, debian_arch, mirror, pins)
     target = paths.cache_home() / "trees" / key
     # one build per entry, however many labs ask at once: the others wait, then reuse
     with cache_entry_lock(target, f"the base tree {key}"):
-        return _base_tree(spec, debian_arch, mirror, target, key, inputs)
+        return _base_tree(spec, debian_arch, mirror, target, key, inputs, pins)
 
 
 def _base_tree(spec: RootfsSpec, debian_arch: str, mirror: str, target: Path, key: str,
-               inputs: dict[str, object]) -> BaseTree:
+               inputs: dict[str, object], pins: tuple[Pin, ...]) -> BaseTree:
     trees = target.parent
     _reap_orphans(target)
     clean_stale_staging(target)
@@ -95,7 +107,7 @@ def _base_tree(spec: RootfsSpec, debian_arch: str, mirror: str, target: Path, ke
     refuse_foreign(spec, debian_arch, mirror)
     _check_free_space(trees, 2 << 30)
     with staged(target) as staging:
-        build_tree(tree_request(spec, debian_arch, mirror), staging,
+        build_tree(tree_request(spec, debian_arch, mirror, pins), staging,
                    builder=str(inputs["builder"]))
         (staging / ".provision9p-base.json").write_text(json.dumps(inputs, indent=2) + "\n")
     return BaseTree(target, key, cached=False)

@@ -13,7 +13,6 @@ from typing import Any
 
 from provision9p import paths
 from provision9p.connect.base import Connection
-from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.tasks import facts as facts_mod
 from provision9p.tasks.filters import OMIT
@@ -75,7 +74,9 @@ def guest_vars(guest: GuestSpec, lab: LabSpec) -> dict[str, Any]:
         "provision9p_suite": guest.rootfs.suite,
         "provision9p_arch": guest.debian_arch,
         "provision9p_components": list(guest.rootfs.components),
-        "provision9p_mirror": guest.rootfs.mirror or host_mirror(),
+        # the mirror the command's Target resolved once (an image guest on a host with no
+        # apt sources has none: "", and the base role keeps the image's sources)
+        "provision9p_mirror": guest.rootfs.mirror or "",
         "provision9p_shares": [
             {"mount_tag": s.mount_tag, "mount": s.mount, "readonly": s.readonly,
              "security_model": s.security_model,

@@ -1,0 +1,198 @@
+"""A lock's versions in a build: which apply to a guest, where each comes from, and a
+check that the tree got them.
+
+The lock pins versions, not a package list: apt preferences (rootfs/builder.py) make
+each locked version the candidate for whatever the base installs. A version the mirror's
+signed index still lists comes from the mirror; one it no longer lists comes from the
+.deb store (image/debstore.py) as a local repository, checked by the lock's sha256; one
+that is in neither is an error before anything is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from debian import deb822
+
+from provision9p import paths, ui
+from provision9p.errors import BuildError
+from provision9p.host.mirror import package_index
+from provision9p.image import debstore, lock
+from provision9p.image.errors import LockError
+from provision9p.lab.model import GuestSpec, LabSpec, RootfsSpec
+from provision9p.rootfs.builder import PREFERENCES, Pin, TreeRequest, preferences
+from provision9p.rootfs.debootstrap import BaseTree, base_key, base_tree
+from provision9p.target import Target
+
+
+def for_guest(lab: LabSpec, guest: GuestSpec) -> tuple[Pin, ...]:
+    """The lock's versions for the guest; () without a lock, or when it does not fit."""
+    entry, _ = _entry(lab, guest)
+    if entry is None:
+        return ()
+    return tuple(Pin(p["name"], str(p["version"]), p["architecture"], p.get("sha256", ""))
+                 for p in entry.get("packages", [])
+                 if p.get("architecture") in (guest.debian_arch, "all"))
+
+
+def unpinned_reason(lab: LabSpec, guest: GuestSpec) -> str:
+    """Why a guest's build is not pinned (one line for the build to print), or ""."""
+    return _entry(lab, guest)[1]
+
+
+def _entry(lab: LabSpec, guest: GuestSpec) -> tuple[dict[str, Any] | None, str]:
+    if guest.rootfs.image is not None:  # the image is the lock
+        return None, ""
+    path = lock.lock_path(lab)
+    if not path.is_file():
+        return None, (f"no {path.name}: this build is not reproducible "
+                      "(`provision9p lock` pins its packages)")
+    data = lock.read(path)
+    mine = (f"guest {guest.name}:", f"guest {guest.name} ")
+    problems = [p for p in lock.mismatches(lab, data) if p.startswith(mine)]
+    if problems:
+        return None, (f"{path.name} does not fit {guest.name} ({problems[0]}): built "
+                      "unpinned, not reproducible; `provision9p lock --update` afterwards")
+    entry: dict[str, Any] = data["guests"][guest.name]
+    return entry, ""
+
+
+_AUTOMOUNT = "/usr/share/mmdebstrap/hooks/file-mirror-automount"
+
+
+def _not_on_mirror(req: TreeRequest) -> list[Pin]:
+    indexes = [package_index(arch=req.arch, suite=req.suite, mirror=req.mirror, component=c)
+               for c in req.components]
+    return [p for p in req.pins
+            if not any(s.version == p.version for i in indexes for s in i.get(p.name, []))]
+
+
+@contextlib.contextmanager
+def sources(req: TreeRequest) -> Iterator[tuple[list[str], list[str]]]:
+    """Extra apt sources and mmdebstrap hooks that serve the pins the mirror lost.
+
+    Refuses (exit 2) before any download when a pinned version is neither on the
+    mirror nor in the store."""
+    missing = _not_on_mirror(req)
+    if not missing:
+        yield [], []
+        return
+    gone = [p for p in missing if debstore.fetch(p.sha256) is None]
+    if gone:
+        names = ", ".join(f"{p.name} {p.version}" for p in gone[:12])
+        more = f" and {len(gone) - 12} more" if len(gone) > 12 else ""
+        raise LockError(
+            f"{len(gone)} locked package version{'s' if len(gone) != 1 else ''} "
+            f"neither on the mirror ({req.suite} at {req.mirror}) nor in the .deb store "
+            f"({debstore.store_dir()}): {names}{more}",
+            hint="to move to the mirror's versions, set the lock aside, rebuild "
+                 "(`provision9p rootfs build --force`) and run `provision9p lock --update`; "
+                 "or put those .debs into the store")
+    # in /tmp: the hook bind-mounts it at the same path in the tree, whose /tmp exists,
+    # so only the mount point itself is left to remove
+    repo = Path(tempfile.mkdtemp(prefix="provision9p-lock-repo-", dir="/tmp"))
+    try:
+        debstore.write_repository([debstore.StoredDeb(p.name, p.version, p.architecture,
+                                                      p.sha256) for p in missing],
+                                  repo, suite=req.suite)
+        ui.info(f"    from the .deb store (no longer on the mirror): "
+                f"{', '.join(f'{p.name} {p.version}' for p in missing)}")
+        # the source and its lists go once the packages are in: the tree's apt sees the
+        # mirror only, as an unpinned build's does
+        hook = (f'sed -i "\\|{repo}|d" "$1/etc/apt/sources.list" && '
+                f'rm -f "$1"/var/lib/apt/lists/*{repo.name}* && rmdir "$1{repo}"')
+        # mmdebstrap's own hook bind-mounts a file:// source for apt inside the chroot
+        yield [f"deb [trusted=yes] file://{repo} ./"], [
+            f"--hook-dir={_AUTOMOUNT}", f"--customize-hook={hook}"]
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
+
+
+def installed_versions(tree: Path) -> dict[str, str]:
+    """name -> version of what dpkg has installed in a plain tree."""
+    status = tree / "var/lib/dpkg/status"
+    out = {}
+    with status.open(encoding="utf-8", errors="replace") as f:
+        for para in deb822.Packages.iter_paragraphs(f, use_apt_pkg=False):
+            if para.get("Status", "").split()[-1:] == ["installed"]:
+                out[para["Package"]] = para.get("Version", "")
+    return out
+
+
+def _off_lock(pins: Sequence[Pin], tree: Path) -> list[str]:
+    have = installed_versions(tree)
+    return [f"{p.name} {have[p.name]} (locked {p.version})" for p in pins
+            if p.name in have and have[p.name] != p.version]
+
+
+def check_tree(req: TreeRequest, tree: Path) -> None:
+    """Every locked package the build installed has its locked version."""
+    if wrong := _off_lock(req.pins, tree):
+        raise BuildError("the build did not install the locked versions: " +
+                         ", ".join(wrong[:12]),
+                         hint="apt chose other versions; report it with the lines above")
+
+
+@contextlib.contextmanager
+def for_roles(tree: Path, pins: Sequence[Pin]) -> Iterator[None]:
+    """The lock's versions for the tree-phase roles' `apt:` installs too (the same apt
+    preferences, in the tree while the roles run), checked afterwards. The .deb store
+    does not serve the roles: a locked version the mirror lost is an error here."""
+    if not pins:
+        yield
+        return
+    prefs = tree / PREFERENCES
+    prefs.parent.mkdir(parents=True, exist_ok=True)
+    prefs.write_text(preferences(pins))
+    try:
+        yield
+    finally:
+        prefs.unlink(missing_ok=True)
+    if wrong := _off_lock(pins, tree):
+        raise BuildError("the tree-phase roles installed other versions than the lock's: " +
+                         ", ".join(wrong[:12]),
+                         hint="the mirror no longer serves them; set the lock aside, rebuild "
+                              "(`provision9p rootfs build --force`) and run "
+                              "`provision9p lock --update`")
+
+
+def matching_base(spec: RootfsSpec, debian_arch: str, mirror: str,
+                  pins: Sequence[Pin]) -> BaseTree | None:
+    """The cached unpinned base tree when it already holds exactly the locked versions
+    (the usual case right after `lock`): no second build of the same tree."""
+    key, _ = base_key(spec, debian_arch, mirror)
+    path = paths.cache_home() / "trees" / key
+    if not (path / ".provision9p-base.json").is_file():
+        return None
+    want = {p.name: p.version for p in pins}
+    have = installed_versions(path)
+    if all(want.get(name) == version for name, version in have.items()):
+        return BaseTree(path, key, cached=True)
+    return None
+
+
+def base_pins(target: Target, mirror: str) -> tuple[Pin, ...]:
+    """The pins the guest's base tree is keyed by (so its fingerprint): the lock's, or ()
+    when the cached unpinned base already holds exactly them; so writing a lock from a
+    built lab does not rebuild (nor restart) its guests, while a changed lock does."""
+    pins = target.pins
+    if pins and matching_base(target.guest.rootfs, target.guest.debian_arch, mirror, pins):
+        return ()
+    return pins
+
+
+def base_for(target: Target, mirror: str) -> BaseTree:
+    """The guest's base tree: pinned to its lock when it has one; without, said once."""
+    guest = target.guest
+    if not target.pins:
+        if why := unpinned_reason(target.lab, guest):
+            ui.warn(why)
+    else:
+        ui.info(f"    {len(target.pins)} package versions from "
+                f"{lock.lock_path(target.lab).name}")
+    return base_tree(guest.rootfs, guest.debian_arch, mirror, base_pins(target, mirror))

@@ -1,0 +1,89 @@
+"""The CI recipe of examples/ci run as written: its script, unchanged, on a copy of the
+directory, as a developer's first run (writes the lock, names the digest) and then as
+CI's run (image by the committed digest, guests from it, verify). One boot."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provision9p.lab import validate_text
+
+ROOT = Path(__file__).parents[2]
+CI = ROOT / "examples" / "ci"
+
+
+def test_ci_labs_are_valid_and_the_readme_points_at_the_script() -> None:
+    for name in ("build.yml", "ci.yml"):
+        lab = validate_text((CI / name).read_text(), str(CI / name), CI)
+        assert lab.guests and not lab.warnings
+    readme = (ROOT / "README.md").read_text()
+    assert "examples/ci/ci.sh" in readme and "examples/ci/github-actions.yml" in readme
+    job = (CI / "github-actions.yml").read_text()
+    assert "examples/ci/ci.sh" in job and "hashFiles('examples/ci/build.yml', " \
+        "'examples/ci/build.lock')" in job
+    assert os.access(CI / "ci.sh", os.X_OK)
+
+
+@pytest.fixture()
+def workdir() -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (the tree build), as CI has")
+    # not under /tmp/pytest-of-root (0700): QEMU runs as another user and must get in
+    path = Path(tempfile.mkdtemp(prefix="p9-ci-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=1500)
+
+
+@pytest.mark.vm
+@pytest.mark.network
+def test_the_ci_recipe_as_written(workdir: Path) -> None:
+    repo = workdir / "ci"
+    shutil.copytree(CI, repo)
+    # a clean home; the shared cache (base trees, .debs, kernels) is allowed
+    env = {**os.environ, "PROVISION9P_HOME": str(workdir / "home"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    digest = ""
+    try:
+        first = _run(repo / "ci.sh", env)
+        assert first.returncode == 1, first.stdout + first.stderr
+        m = re.search(r"put ([0-9a-f]{64}) into ci\.yml", first.stderr)
+        assert m, first.stderr
+        digest = m.group(1)
+        assert (repo / "build.lock").is_file()
+        # what the developer commits: the lock, and the digest in ci.yml
+        ci_yml = repo / "ci.yml"
+        ci_yml.write_text(re.sub(r"image: sha256:0{64}", f"image: sha256:{digest}",
+                                 ci_yml.read_text()))
+        record = repo / ".provision9p" / "guests" / "base" / "build.json"
+        built_at = record.stat().st_mtime_ns
+
+        second = _run(repo / "ci.sh", env)
+        out = second.stdout + second.stderr
+        assert second.returncode == 0, out
+        assert "matches the lab" in second.stdout  # the committed lock was checked
+        # the image came from the cache (the store): build.yml's tree was not built again
+        assert record.stat().st_mtime_ns == built_at
+        report = (repo / "report.xml").read_text()
+        assert 'failures="0"' in report and "<testcase" in report
+        assert re.search(r"app\s+data\s+.*ok", second.stdout), second.stdout
+    finally:
+        subprocess.run([str(Path(sys.executable).parent / "provision9p"), "-f",
+                        str(repo / "ci.yml"), "down", "--timeout", "5"], env=env,
+                       capture_output=True)
+        if digest:  # the image store is the shared cache's
+            subprocess.run([str(Path(sys.executable).parent / "provision9p"), "image", "rm",
+                            digest], env=env, capture_output=True)
