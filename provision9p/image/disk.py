@@ -184,6 +184,15 @@ def used_inodes(dumpe2fs: str) -> list[int]:
     return used
 
 
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for tool, flag in (("mke2fs", "-V"), ("qemu-img", "--version")):
+        done = subprocess.run([tool, flag], capture_output=True, text=True)
+        found = re.search(r"\b(\d+\.\d+[.\d]*)", done.stdout + done.stderr)
+        out[tool] = found.group(1) if found else "?"
+    return out
+
+
 def make_qcow2(raw: Path, out: Path) -> None:
     _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", QCOW2_OPTIONS,
           str(raw), str(out)], "converting the ext4 to qcow2")
@@ -244,6 +253,7 @@ def _build(archive: Path, digest: str, formats: list[str], want_size: int | None
         with ui.step("qcow2 of the ext4"):
             make_qcow2(raw, q)
         made.append(Disk("qcow2", q, sha256_of(q), size))
+    tools = tool_versions()  # another e2fsprogs or QEMU may write other bytes
     entry = store.images_dir() / digest
     meta = stored_disks(digest)
     for name in (KERNEL, INITRD):
@@ -257,7 +267,8 @@ def _build(archive: Path, digest: str, formats: list[str], want_size: int | None
         dest = disk_path(digest, d.format)
         os.replace(d.path, dest)
         meta[d.format] = {"sha256": d.sha256, "size": size, "path": str(dest),
-                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          "tools": tools}
         kept.append(Disk(d.format, dest, d.sha256, size))
     for fmt in [f for f in meta if f not in {d.format for d in made}]:
         if meta[fmt]["size"] != size:  # made from an ext4 that is no longer there

@@ -7,6 +7,7 @@ as CI has.
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 from integration import fidelity
 
+from provision9p.boot.initramfs import guest_files_bytes
+from provision9p.boot.qemu_argv import disk_root_args, disk_root_cmdline
 from provision9p.image import disk, store
 from provision9p.image.archive import write_image
 from provision9p.image.errors import ImageError
@@ -121,3 +124,42 @@ def test_used_inodes_from_dumpe2fs() -> None:
             "Group 1: (Blocks 100-199)\n  Free inodes: 9-16\n"
             "Group 2: (Blocks 200-299)\n  Free inodes: \n")
     assert disk.used_inodes(text) == [1, 2, 3, 6, 7, *range(17, 25)]
+
+
+@pytest.mark.unit
+def test_guest_files_archive_appends_to_an_initramfs(tmp_path: Path) -> None:
+    data = guest_files_bytes({"etc/ssh/key": (b"secret\n", 0o600),
+                              "etc/hostname": (b"x\n", 0o644)}, "ssh-ed25519 AAAA c")
+    assert data == guest_files_bytes({"etc/hostname": (b"x\n", 0o644),
+                                      "etc/ssh/key": (b"secret\n", 0o600)},
+                                     "ssh-ed25519 AAAA c")  # same files, same bytes
+    rows = _newc(gzip.decompress(data))
+    assert rows["guest/files/etc/ssh/key"] == (0o100600, b"secret\n")
+    assert rows["guest/files/etc/ssh"][0] == 0o40755
+    assert rows["guest/authorized_key"] == (0o100644, b"ssh-ed25519 AAAA c\n")
+
+
+def _newc(raw: bytes) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, data) of a cpio newc archive (the format the kernel unpacks)."""
+    out, pos = {}, 0
+    while True:
+        assert raw[pos:pos + 6] == b"070701"
+        fields = [int(raw[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        name_end = pos + 110 + fields[11]
+        name = raw[pos + 110:name_end - 1].decode()
+        data_at = name_end + (-name_end % 4)
+        if name == "TRAILER!!!":
+            return out
+        out[name] = (fields[1], raw[data_at:data_at + fields[6]])
+        pos = data_at + fields[6] + (-(data_at + fields[6]) % 4)
+
+
+@pytest.mark.unit
+def test_disk_root_argv() -> None:
+    assert disk_root_args(Path("/x,y/root.qcow2"), "qcow2") == [
+        "-blockdev", "driver=file,filename=/x,,y/root.qcow2,node-name=f0",
+        "-blockdev", "driver=qcow2,file=f0,node-name=root0",
+        "-device", "virtio-blk-pci,drive=root0"]
+    line = disk_root_cmdline("x86_64").split()
+    assert line[:4] == ["root=/dev/vda", "rootfstype=ext4", "rootflags=rw", "rw"]
+    assert "console=ttyS0" in line and "no_timer_check" in line
