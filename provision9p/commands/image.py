@@ -200,6 +200,11 @@ def verify_command(args: argparse.Namespace) -> int:
     archive = store.verified(args.ref)
     count = sum(1 for _ in Reader(archive))
     print(f"{archive}: digest and all {count} members good")
+    if archive.parent.parent == store.images_dir():
+        from provision9p.image.disk import verify_disks
+
+        for path in verify_disks(archive.parent.name):
+            print(f"{path}: digest good")
     return 0
 
 

@@ -298,3 +298,19 @@ def _boot_files(tree: Path, manifest: dict[str, Any], work: Path) -> bytes | Non
     shutil.copyfile(tree / name, work / KERNEL)
     return initrd
 
+
+
+def verify_disks(digest: str) -> list[Path]:
+    """The image's disks, each checked against the digest recorded when it was made."""
+    return [check_disk(digest, fmt) for fmt in sorted(stored_disks(digest))]
+
+
+def check_disk(digest: str, fmt: str) -> Path:
+    path = disk_path(digest, fmt)
+    expected = stored_disks(digest).get(fmt, {}).get("sha256")
+    if (found := sha256_of(path)) != expected:
+        raise ImageError(f"{path} is damaged: its digest is sha256:{found}, expected "
+                         f"sha256:{expected}; nothing was booted or copied",
+                         hint=f"make it again: `provision9p image disk {digest[:12]} "
+                              f"--format {fmt} --force`")
+    return path

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
+import pwd
 import shlex
 import shutil
 import subprocess
@@ -31,10 +33,10 @@ from provision9p.boot.qemu_argv import (
 )
 from provision9p.errors import BootError
 from provision9p.image import store
-from provision9p.image.archive import sha256_of
-from provision9p.image.disk import DISK_MODULES, INITRD, KERNEL, disk_path, stored_disks
+from provision9p.image.disk import DISK_MODULES, INITRD, KERNEL, check_disk, stored_disks
 from provision9p.image.errors import ImageError
 from provision9p.kernel.modules import module_load_order
+from provision9p.qemu_user import ACCOUNT, RunAs
 from provision9p.rootfs import keys
 
 ARCHES = {"amd64": "x86_64", "arm64": "aarch64", "s390x": "s390x"}
@@ -80,16 +82,19 @@ def boot_disk(ref: str, fmt: str, command: list[str], *, memory_mib: int = 768,
     digest = archive.parent.name
     disks = stored_disks(digest)
     entry = archive.parent
-    if fmt not in disks or not (entry / KERNEL).is_file() or not (entry / INITRD).is_file():
+    if fmt not in disks:
         raise ImageError(f"sha256:{digest[:12]} has no {fmt} disk",
                          hint=f"make it: `provision9p image disk {digest[:12]} --format {fmt}`")
-    disk = disk_path(digest, fmt)
-    if sha256_of(disk) != disks[fmt]["sha256"]:
-        raise ImageError(f"{disk} is damaged: its digest is not the one recorded when it "
-                         "was made; nothing was booted",
-                         hint=f"make it again: `provision9p image disk {digest[:12]} "
-                              f"--format {fmt} --force`")
-    arch = ARCHES.get(str(_manifest_arch(archive)), "x86_64")
+    disk = check_disk(digest, fmt)  # refused before anything boots from it
+    if not (entry / KERNEL).is_file() or not (entry / INITRD).is_file():
+        raise ImageError(f"sha256:{digest[:12]} has no kernel that boots from a disk (when "
+                         "its disks were made: `image disk` said why)",
+                         hint="an image from `provision9p image build` has one")
+    arch = ARCHES.get(str(_manifest_arch(archive)), "?")
+    if arch != "x86_64":
+        raise ImageError(f"image boot knows amd64 images only (this one is "
+                         f"{_manifest_arch(archive)})",
+                         hint="boot its disk by hand: `qemu-img info` shows it")
     work = Path(tempfile.mkdtemp(prefix="p9-image-boot-", dir="/var/tmp"))
     try:
         return _boot(work, entry, disk, fmt, arch, command, memory_mib, timeout)
@@ -119,6 +124,10 @@ def _boot(work: Path, entry: Path, disk: Path, fmt: str, arch: str, command: lis
     initrd = work / "initrd.img"
     initrd.write_bytes((entry / INITRD).read_bytes()
                        + guest_files_bytes(files, client.public_line))
+    run_as = _qemu_account()
+    if run_as is not None:  # QEMU's own unprivileged account, as for every guest
+        for path in (work, overlay, initrd):
+            os.chown(path, run_as.uid, run_as.gid)
     port = _free_port()
     console = work / "console.log"
     argv = [QEMU_BINARIES[arch], "-name", HOSTNAME, "-nodefaults", "-no-user-config",
@@ -131,9 +140,12 @@ def _boot(work: Path, entry: Path, disk: Path, fmt: str, arch: str, command: lis
             "-chardev", f"file,id=con0,path={qemu_opts_escape(str(console))}",
             "-serial", "chardev:con0"]
     start = time.monotonic()
-    with ui.step(f"booting {disk.name} of sha256:{entry.name[:12]} (tcg)"):
-        qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+    who = run_as.name if run_as else "this user"
+    with ui.step(f"booting {disk.name} of sha256:{entry.name[:12]} (tcg, as {who})"):
+        qemu = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            user=run_as.uid if run_as else None, group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None)
         try:
             client_ssh = _wait_for_ssh(qemu, port, host.public_line, work / "id_ed25519",
                                        console, start + timeout)
@@ -188,6 +200,18 @@ def _wait_for_ssh(qemu: subprocess.Popen[bytes], port: int, host_public: str,
             raise BootError(f"no SSH before the timeout{_tail(console)}",
                             hint="the console's last lines are above")
         time.sleep(1.0)
+
+
+def _qemu_account() -> RunAs | None:
+    """When run as root: the unprivileged account QEMU runs as (made by a lab's first
+    build); None to run QEMU as ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam(ACCOUNT)
+    except KeyError:
+        return None
+    return RunAs(pw.pw_uid, pw.pw_gid, pw.pw_name)
 
 
 def _tail(console: Path) -> str:

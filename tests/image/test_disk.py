@@ -18,7 +18,7 @@ from integration import fidelity
 
 from provision9p.boot.initramfs import guest_files_bytes
 from provision9p.boot.qemu_argv import disk_root_args, disk_root_cmdline
-from provision9p.image import disk, store
+from provision9p.image import disk, disk_boot, store
 from provision9p.image.archive import write_image
 from provision9p.image.errors import ImageError
 from provision9p.image.normalize import Rules
@@ -163,3 +163,18 @@ def test_disk_root_argv() -> None:
     line = disk_root_cmdline("x86_64").split()
     assert line[:4] == ["root=/dev/vda", "rootfstype=ext4", "rootflags=rw", "rw"]
     assert "console=ttyS0" in line and "no_timer_check" in line
+
+
+def test_damaged_disk_is_refused(image: str) -> None:
+    disk.build_disks(image, ["ext4"], "96M")
+    assert disk.verify_disks(image) == [disk.disk_path(image, "ext4")]
+    path = disk.disk_path(image, "ext4")
+    with open(path, "r+b") as f:
+        f.seek(2 * 2**20)
+        f.write(b"bit rot")
+    with pytest.raises(ImageError, match="is damaged: its digest is sha256:"):
+        disk.verify_disks(image)
+    with pytest.raises(ImageError, match="is damaged"):
+        disk_boot.boot_disk(image, "ext4", ["true"])  # refused before anything boots
+    disk.build_disks(image, ["ext4"], "96M", force=True)
+    assert disk.verify_disks(image)
