@@ -239,9 +239,15 @@ def _build(archive: Path, digest: str, formats: list[str], want_size: int | None
         raise ImageError("the image's manifest has no SOURCE_DATE_EPOCH",
                          hint="build the image again with `provision9p image build`")
     fstab = tree / "etc/fstab"
-    fstab.write_text(FSTAB)  # the archive's says the root is 9P
-    os.utime(fstab, (epoch, epoch))
-    os.utime(fstab.parent, (epoch, epoch))
+    if fstab.parent.is_dir() and not fstab.parent.is_symlink():
+        fstab.unlink(missing_ok=True)  # the archive's says the root is 9P (and a
+        # symlink there must not lead the write out of the tree)
+        fd = os.open(fstab, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(FSTAB)
+        os.chmod(fstab, 0o644)
+        os.utime(fstab, (epoch, epoch))
+        os.utime(fstab.parent, (epoch, epoch))
     size = want_size or default_size(tree)
     boot = _boot_files(tree, manifest, work)  # before mke2fs: it reads the tree
     raw = work / "disk.ext4"
