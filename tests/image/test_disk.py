@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,11 +58,20 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ["PROVISION9P_CACHE"] = old
 
 
-def test_two_builds_same_bytes(image: str) -> None:
+def test_two_builds_same_bytes(image: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     first = {d.format: d.sha256 for d in disk.build_disks(image, ["ext4", "qcow2"])}
     again = {d.format: d.sha256 for d in disk.build_disks(image, ["ext4", "qcow2"],
                                                          force=True)}
     assert first == again
+    # and in another, empty cache (another path, another working tree)
+    archive = store.verified(image)
+    with monkeypatch.context() as m:
+        m.setenv("PROVISION9P_CACHE", str(tmp_path / "other"))
+        (store.images_dir() / image).mkdir(parents=True)
+        shutil.copy(archive, store.images_dir() / image / store.ARCHIVE)
+        other = {d.format: d.sha256 for d in disk.build_disks(image, ["qcow2", "ext4"])}
+    assert other == first
     assert set(first) == {"ext4", "qcow2"}
     assert disk.stored_disks(image)["ext4"]["sha256"] == first["ext4"]
     info = subprocess.run(["qemu-img", "info", str(disk.disk_path(image, "qcow2"))],
