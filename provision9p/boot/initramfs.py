@@ -1,8 +1,9 @@
 """A minimal initramfs for kernels that have 9P only as modules, written in Python.
 
 A cpio "newc" archive (gzip, mtime 0) holding a static busybox, the modules in load
-order and an /init that mounts the 9P root named by `root=`/`rootflags=` on the kernel
-command line, so the same command line boots a kernel with 9P built in. Same inputs,
+order and an /init that mounts the root named by `root=`/`rootfstype=`/`rootflags=` on
+the kernel command line (a 9P tag, or a disk such as /dev/vda for `image boot`), so the
+same command line boots a kernel with 9P built in. Same inputs,
 same bytes: fixed inode numbers, times and owners, entries in a fixed order.
 On failure /init prints one `provision9p-initramfs: <reason>` line and powers off,
 so the supervisor reports a reason instead of waiting for a hang.
@@ -32,12 +33,14 @@ while read -r mod; do
   insmod "/lib/modules/$mod" || fail "loading module ${mod#*-} failed"
 done < /lib/modules/order
 root=
+fstype=9p
 flags=
 net=
 init=/sbin/init
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     root=*) root="${arg#root=}" ;;
+    rootfstype=*) fstype="${arg#rootfstype=}" ;;
     rootflags=*) flags="${arg#rootflags=}" ;;
     init=*) init="${arg#init=}" ;;
     provision9p.net=*) net="${arg#provision9p.net=}" ;;
@@ -52,12 +55,27 @@ if [ -n "$net" ] && [ -e /sys/class/net/eth0 ]; then
 fi
 [ -n "$root" ] || fail "no root= on the kernel command line"
 mkdir -p /newroot
+what="tag $root"
+[ "$fstype" = 9p ] || what="$root ($fstype)"
 tries=0
-until mount -t 9p -o "$flags" "$root" /newroot; do
+until mount -t "$fstype" -o "${flags:-rw}" "$root" /newroot; do
   tries=$((tries + 1))
-  [ "$tries" -lt 5 ] || fail "cannot mount root tag $root with options $flags"
+  [ "$tries" -lt 5 ] || fail "cannot mount root $what with options $flags"
   sleep 0.2
 done
+# A guest's own files over a shared disk image (image boot): its host key, hostname;
+# the lab's client key is added to root's authorized_keys once.
+if [ -d /guest/files ]; then
+  (cd /guest/files && find . -type f) | while read -r f; do
+    cp -p "/guest/files/$f" "/newroot/$f" || fail "cannot write $f into the root"
+  done
+fi
+if [ -f /guest/authorized_key ]; then
+  key=$(cat /guest/authorized_key)
+  mkdir -p /newroot/root/.ssh && chmod 700 /newroot/root/.ssh
+  grep -qxF "$key" /newroot/root/.ssh/authorized_keys 2>/dev/null || \
+    echo "$key" >> /newroot/root/.ssh/authorized_keys
+fi
 [ -x "/newroot$init" ] || [ -L "/newroot$init" ] || \
   fail "the root tree has no $init (is it a complete tree?)"
 mount --move /dev /newroot/dev
@@ -112,6 +130,22 @@ def initramfs_bytes(*, modules: list[Path], busybox: Path) -> bytes:
     order = "".join(f"{n}\n" for n in names).encode()
     cpio.add("lib/modules/order", stat.S_IFREG | 0o644, order)
     cpio.add("init", stat.S_IFREG | 0o755, INIT.encode())
+    return gzip.compress(cpio.finish(), compresslevel=6, mtime=0)
+
+
+def guest_files_bytes(files: dict[str, tuple[bytes, int]], authorized_key: str) -> bytes:
+    """A second archive to append to an initramfs (the kernel unpacks both): files /init
+    copies into the root (path -> (bytes, mode), owned by root) and a client key."""
+    cpio = _Cpio()
+    dirs = {"guest", "guest/files"}
+    for path in files:
+        parts = path.split("/")[:-1]
+        dirs.update("/".join(["guest/files", *parts[:i + 1]]) for i in range(len(parts)))
+    for d in sorted(dirs):
+        cpio.add(d, stat.S_IFDIR | 0o755)
+    for path, (data, mode) in sorted(files.items()):
+        cpio.add(f"guest/files/{path}", stat.S_IFREG | mode, data)
+    cpio.add("guest/authorized_key", stat.S_IFREG | 0o644, authorized_key.encode() + b"\n")
     return gzip.compress(cpio.finish(), compresslevel=6, mtime=0)
 
 

@@ -130,3 +130,21 @@ def _net_device(guest: GuestSpec, netdev: str) -> str:
     if guest.machine in MMIO_MACHINES:
         return f"virtio-net-device,netdev={netdev}"
     return f"virtio-net-pci,netdev={netdev},romfile="
+
+
+def disk_root_cmdline(arch: str, extra: str = "") -> str:
+    """The command line for a root on the first virtio-blk disk (`image boot`), with the
+    same console, network and timer settings as a 9P root's."""
+    parts = ["root=/dev/vda", "rootfstype=ext4", "rootflags=rw", "rw",
+             f"console={CONSOLES.get(arch, 'ttyS0')}", "net.ifnames=0",
+             f"provision9p.net={SLIRP_ADDRESS}:{SLIRP_GATEWAY}", "panic=-1"]
+    if arch == "x86_64":
+        parts.append("no_timer_check")
+    return " ".join([*parts, extra] if extra else parts)
+
+
+def disk_root_args(path: Path, fmt: str) -> list[str]:
+    """The root disk as virtio-blk (the guest's /dev/vda); `fmt`: raw or qcow2."""
+    return ["-blockdev", f"driver=file,filename={qemu_opts_escape(str(path))},node-name=f0",
+            "-blockdev", f"driver={fmt},file=f0,node-name=root0",
+            "-device", "virtio-blk-pci,drive=root0"]

@@ -1,4 +1,4 @@
-"""`lock [--update]` and `image build|list|rm|diff|verify`."""
+"""`lock [--update]` and `image build|list|rm|diff|verify|unpack|disk|boot`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,48 @@ def register(sub: SubParsers) -> None:
                    help="the form QEMU will serve it in (default mapped-xattr: owners "
                         "and modes in xattrs, files owned by you)")
     u.set_defaults(func=unpack_command)
+    dk = isub.add_parser("disk", help="an image as a reproducible ext4 and/or qcow2 disk, "
+                                      "kept beside it (needs root)")
+    dk.add_argument("ref", metavar="IMAGE", help="a stored image's digest (or prefix)")
+    dk.add_argument("--format", dest="formats", action="append", choices=("ext4", "qcow2"),
+                    help="ext4 (raw) or qcow2; repeat for both (default: both)")
+    dk.add_argument("--size", help="the file system's size, e.g. 2G (default: the tree "
+                                   "plus a third and 256 MiB)")
+    dk.add_argument("--force", action="store_true", help="make them again")
+    dk.add_argument("--json", action="store_true", help="print the results as JSON")
+    dk.set_defaults(func=disk_command)
+    bt = isub.add_parser("boot", help="boot an image's disk under QEMU and run a command "
+                                      "over SSH (a smoke check; the disk is not changed)")
+    bt.add_argument("ref", metavar="IMAGE", help="a stored image's digest (or prefix)")
+    _boot_options(bt)
+    bt.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                    help="what to run (default: uname -r; findmnt /)")
+    bt.set_defaults(func=boot_command)
+
+
+def _boot_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--format", default="ext4", choices=("ext4", "qcow2"),
+                   help="which of its disks (default ext4)")
+    p.add_argument("--timeout", type=float, default=900.0,
+                   help="seconds to wait for SSH (default 900: TCG on a busy host)")
+    return p
+
+
+def boot_argv(args: argparse.Namespace) -> list[str]:
+    """The command to run; options given after IMAGE (REMAINDER took them) parsed into
+    `args`: `image boot IMAGE --format qcow2 -- uname -r`."""
+    rest = list(args.command)
+    if "--" in rest:
+        cut = rest.index("--")
+        opts, command = rest[:cut], rest[cut + 1:]
+    elif rest[:1] and rest[0].startswith("-"):
+        opts, command = rest, []
+    else:
+        opts, command = [], rest
+    if opts:
+        parser = _boot_options(argparse.ArgumentParser(prog="provision9p image boot IMAGE"))
+        parser.parse_args(opts, namespace=args)
+    return command
 
 
 def lock_command(args: argparse.Namespace) -> int:
@@ -112,19 +154,20 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from provision9p.image import store
+    from provision9p.image import disk, store
 
     images = store.all_images()
     if args.json:
-        print(json.dumps([{"digest": f"sha256:{i.digest}", "path": str(i.archive), **i.meta}
-                          for i in images], indent=2))
+        print(json.dumps([{"digest": f"sha256:{i.digest}", "path": str(i.archive), **i.meta,
+                           "disks": disk.stored_disks(i.digest)} for i in images], indent=2))
         return 0
     if not images:
         print("no images (build one: `provision9p image build GUEST`)")
     for i in images:
         size = i.meta.get("size")
         shown = f"{size / 2**20:.1f} MiB" if isinstance(size, int) else "?"
-        print(f"{i.short}  {i.meta.get('guest', '?'):<12} {shown:>10}  "
+        formats = "+".join(["tar", *sorted(disk.stored_disks(i.digest))])
+        print(f"{i.short}  {i.meta.get('guest', '?'):<12} {shown:>10}  {formats:<14} "
               f"{i.meta.get('created', '?')}  {i.meta.get('lab', '')}")
     return 0
 
@@ -157,6 +200,11 @@ def verify_command(args: argparse.Namespace) -> int:
     archive = store.verified(args.ref)
     count = sum(1 for _ in Reader(archive))
     print(f"{archive}: digest and all {count} members good")
+    if archive.parent.parent == store.images_dir():
+        from provision9p.image.disk import verify_disks
+
+        for path in verify_disks(archive.parent.name):
+            print(f"{path}: digest good")
     return 0
 
 
@@ -171,3 +219,29 @@ def unpack_command(args: argparse.Namespace) -> int:
                        os.getuid(), os.getgid())
     print(f"{args.output}: {count} objects")
     return 0
+
+
+def disk_command(args: argparse.Namespace) -> int:
+    from provision9p.image.disk import build_disks
+
+    formats = sorted(set(args.formats or ["ext4", "qcow2"]))
+    made = build_disks(args.ref, formats, args.size, force=args.force)
+    if args.json:
+        print(json.dumps([{"format": d.format, "path": str(d.path),
+                           "sha256": f"sha256:{d.sha256}", "size": d.size} for d in made],
+                         indent=2))
+        return 0
+    for d in made:
+        print(f"{d.format}: sha256:{d.sha256} ({d.size / 2**20:.0f} MiB file system)")
+        print(f"    {d.path}")
+    return 0
+
+
+def boot_command(args: argparse.Namespace) -> int:
+    from provision9p.image.disk_boot import boot_disk
+
+    command = boot_argv(args) or ["sh", "-c", "uname -r; findmnt -n -o SOURCE,FSTYPE /"]
+    result = boot_disk(args.ref, args.format, command, timeout=args.timeout)
+    print(result.output, end="")
+    ui.info(f"SSH answered after {result.seconds_to_ssh:.1f} s; powered off")
+    return 1 if result.exit_status else 0
