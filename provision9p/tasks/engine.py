@@ -13,6 +13,7 @@ from typing import Any
 
 from provision9p import paths
 from provision9p.connect.base import Connection
+from provision9p.connect.ssh import SSHConnection
 from provision9p.errors import Provision9pError
 from provision9p.host.mirror import host_mirror
 from provision9p.lab.model import GuestSpec, LabSpec
@@ -97,8 +98,10 @@ def run_play(conn: Connection, guest: GuestSpec, lab: LabSpec, *, check: bool = 
     magic = {**magic_vars(guest, lab, check=check, diff=diff, tags=tags,
                           skip_tags=skip_tags),
              **guest_vars(guest, lab), "omit": OMIT}
-    gathered = (facts_mod.gather_facts(conn, guest, guest.gather_subset)
-                if guest.gather_facts and _facts_read(guest, lab, play, extra_vars) else {})
+    gather = guest.gather_facts and _facts_read(guest, lab, play, extra_vars)
+    if gather and isinstance(conn, SSHConnection):
+        conn.open_sftp_soon()  # the tasks' file channel starts while the facts run
+    gathered = facts_mod.gather_facts(conn, guest, guest.gather_subset) if gather else {}
     state = HostState(guest, lab, magic, gathered, dict(extra_vars or {}), play)
     runner = Runner(conn, state, reporter, recap,
                     Options(check=check, diff=diff, tags=tags, skip_tags=skip_tags))
