@@ -65,9 +65,13 @@ _SFTP_REQUEST = "_request"
 
 
 def instrument(conn: SSHConnection, probe: Probe) -> Callable[[], None]:
-    """Wrap the connection's exec channel and its SFTP client's requests; returns the
+    """Wrap the connection's exec channel, the opening of its SFTP channel (inside the
+    pass, as in `up`, wherever the engine opens it) and each SFTP request; returns the
     undo."""
     run = conn.run
+    client = conn.client
+    open_sftp = client.open_sftp
+    patched: list[Any] = []
 
     def timed_run(command: Any, **kw: Any) -> Any:
         start = time.monotonic()
@@ -78,22 +82,37 @@ def instrument(conn: SSHConnection, probe: Probe) -> Callable[[], None]:
             probe.record(f"exec {text.strip().splitlines()[0][:60]}",
                          time.monotonic() - start)
 
-    conn.run = timed_run  # type: ignore[method-assign]
-    sftp = conn.sftp
-    request = getattr(sftp, _SFTP_REQUEST)  # every SFTP request and its reply pass here
+    def watch(sftp: Any) -> Any:
+        request = getattr(sftp, _SFTP_REQUEST)  # every SFTP request and reply pass here
 
-    def timed_request(t: int, *args: Any) -> Any:
+        def timed_request(t: int, *args: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return request(t, *args)
+            finally:
+                probe.record(f"sftp {t}", time.monotonic() - start)
+
+        setattr(sftp, _SFTP_REQUEST, timed_request)
+        patched.append(sftp)
+        return sftp
+
+    def timed_open() -> Any:
         start = time.monotonic()
         try:
-            return request(t, *args)
+            return watch(open_sftp())
         finally:
-            probe.record(f"sftp {t}", time.monotonic() - start)
+            probe.record("sftp open (starts sftp-server)", time.monotonic() - start)
 
-    setattr(sftp, _SFTP_REQUEST, timed_request)
+    conn.run = timed_run  # type: ignore[method-assign]
+    client.open_sftp = timed_open  # type: ignore[method-assign]
+    if conn._sftp is not None:
+        watch(conn._sftp)
 
     def undo() -> None:
         del conn.run
-        delattr(sftp, _SFTP_REQUEST)
+        del client.open_sftp
+        for sftp in patched:
+            delattr(sftp, _SFTP_REQUEST)
     return undo
 
 
@@ -111,9 +130,6 @@ class ProbeReporter(Reporter):
 
 def one_pass(target: Target, conn: SSHConnection, label: str, profile: Path | None,
              top: int) -> None:
-    opened = time.monotonic()
-    conn.sftp  # noqa: B018 - opened here so the pass's numbers show it apart
-    sftp_open = time.monotonic() - opened
     probe = Probe()
     undo = instrument(conn, probe)
     gather = facts_mod.gather_facts
@@ -138,8 +154,7 @@ def one_pass(target: Target, conn: SSHConnection, label: str, profile: Path | No
     probe.switch("(end)")
     trips = sum(len(v) for v in probe.calls.values())
     trip_s = sum(s for v in probe.calls.values() for _, s in v)
-    print(f"\n== {label}: {total:.2f} s (+ {sftp_open:.2f} s to open SFTP before it), "
-          f"load {load:.1f}; ok={recap.ok} "
+    print(f"\n== {label}: {total:.2f} s, load {load:.1f}; ok={recap.ok} "
           f"changed={recap.changed} skipped={recap.skipped}; {trips} round trips "
           f"taking {trip_s:.2f} s")
     for name in ["(before the first task)", *probe.order]:
