@@ -7,12 +7,14 @@ was generated when its tree was built and only its public half was kept.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import logging
 import posixpath
 import shlex
 import socket
 import stat as stat_mod
+import threading
 import time
 import uuid
 
@@ -163,11 +165,28 @@ class SSHConnection:
         self.guest = guest
         self.port = port
         self._sftp: paramiko.SFTPClient | None = None
+        self._opening: concurrent.futures.Future[paramiko.SFTPClient] | None = None
+
+    def open_sftp_soon(self) -> None:
+        """Start opening the file channel now, alongside the next command: under TCG the
+        guest's sftp-server takes seconds to start right after boot, and a play's first
+        command (the facts) would otherwise run before it, not while it starts."""
+        if self._sftp is None and self._opening is None:
+            self._opening = concurrent.futures.Future()
+            threading.Thread(target=self._open_sftp, args=(self._opening,), daemon=True,
+                             name=f"sftp-{self.guest}").start()
+
+    def _open_sftp(self, future: concurrent.futures.Future[paramiko.SFTPClient]) -> None:
+        try:
+            future.set_result(self.client.open_sftp())
+        except BaseException as exc:  # handed to the thread that needs the channel
+            future.set_exception(exc)
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            self._sftp = self.client.open_sftp()
+            opening, self._opening = self._opening, None
+            self._sftp = opening.result() if opening else self.client.open_sftp()
         return self._sftp
 
     def run(self, command: str | list[str], *, stdin: bytes | None = None,
@@ -260,6 +279,9 @@ class SSHConnection:
         return sorted(self.sftp.listdir(path))
 
     def close(self) -> None:
+        if self._opening is not None:
+            with contextlib.suppress(Exception):
+                self._opening.result()  # opened or failed: then the client closes it
         if self._sftp is not None:
             self._sftp.close()
         self.client.close()

@@ -13,8 +13,11 @@ from typing import Any
 
 from provision9p import paths
 from provision9p.connect.base import Connection
+from provision9p.connect.ssh import SSHConnection
+from provision9p.errors import Provision9pError
 from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.tasks import facts as facts_mod
+from provision9p.tasks.facts.needed import facts_use
 from provision9p.tasks.filters import OMIT
 from provision9p.tasks.report import BriefReporter, Recap, Reporter
 from provision9p.tasks.roles import Role, load_role
@@ -96,8 +99,10 @@ def run_play(conn: Connection, guest: GuestSpec, lab: LabSpec, *, check: bool = 
     magic = {**magic_vars(guest, lab, check=check, diff=diff, tags=tags,
                           skip_tags=skip_tags),
              **guest_vars(guest, lab), "omit": OMIT}
-    gathered = (facts_mod.gather_facts(conn, guest, guest.gather_subset)
-                if guest.gather_facts else {})
+    gather = guest.gather_facts and _facts_read(guest, lab, play, extra_vars)
+    if gather and isinstance(conn, SSHConnection):
+        conn.open_sftp_soon()  # the tasks' file channel starts while the facts run
+    gathered = facts_mod.gather_facts(conn, guest, guest.gather_subset) if gather else {}
     state = HostState(guest, lab, magic, gathered, dict(extra_vars or {}), play)
     runner = Runner(conn, state, reporter, recap,
                     Options(check=check, diff=diff, tags=tags, skip_tags=skip_tags))
@@ -119,6 +124,20 @@ def run_play(conn: Connection, guest: GuestSpec, lab: LabSpec, *, check: bool = 
     finally:
         reporter.recap(guest.name, recap)
     return recap
+
+
+def _facts_read(guest: GuestSpec, lab: LabSpec, play: Play,
+                extra_vars: dict[str, Any] | None) -> bool:
+    """Can a play read this guest's gathered facts? (facts/needed.py: when none can,
+    the guest is spared the facts command, the costliest of a no-change run.)"""
+    others: list[tuple[GuestSpec, Play | None]] = []
+    for other in lab.guests:
+        if other.name != guest.name:
+            try:
+                others.append((other, load_play(other, lab)))
+            except Provision9pError:
+                others.append((other, None))
+    return facts_use(guest, play, others, extra_vars) is not None
 
 
 def _bind_handlers(runner: Runner, play: Play) -> None:

@@ -163,8 +163,11 @@ def _fstab_set(conn: Connection, fstab: str, path: str, line: str | None,
 
 
 def _is_mounted(conn: Connection, path: str) -> bool:
-    res = conn.run(["cat", "/proc/self/mounts"])
-    return any(ln.split()[1:2] == [fstab_escape(path)] for ln in res.stdout.splitlines())
+    # Read over the open file channel, not with `cat`: under TCG a command costs the
+    # guest a fork and an exec or two (0.3-2 s measured), a read a few milliseconds.
+    # sftp-server and a shell are both children of sshd, in its mount namespace.
+    text = conn.read_file("/proc/self/mounts").decode(errors="replace")
+    return any(ln.split()[1:2] == [fstab_escape(path)] for ln in text.splitlines())
 
 
 def _timezone(conn: Connection, args: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
