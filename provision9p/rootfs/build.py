@@ -158,7 +158,9 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
 
     refuse_foreign(guest.rootfs, guest.debian_arch, mirror)  # before the kernel download
     t0 = time.monotonic()
-    kernel = prepare_kernel(guest, mirror)
+    from provision9p.image.pins import kernel_guest
+
+    kernel = prepare_kernel(kernel_guest(target, mirror), mirror)  # a lock's kernel
     timed("kernel", t0)
     t0 = time.monotonic()
     with ui.step(f"{guest.name}: base tree ({guest.rootfs.suite}, {guest.debian_arch})"):
