@@ -63,6 +63,14 @@ def _entry(lab: LabSpec, guest: GuestSpec) -> tuple[dict[str, Any] | None, str]:
     return entry, ""
 
 
+def locked_kernel(target: Target) -> str:
+    """The file name of the kernel .deb the lock names ("" when none): a built guest whose
+    kernel came from another .deb is not current."""
+    entry, _ = _entry(target.lab, target.guest) if target.pins else (None, "")
+    kernel = (entry or {}).get("kernel") or {}
+    return str(kernel.get("source", "")) if kernel.get("package") else ""
+
+
 def kernel_guest(target: Target, mirror: str) -> GuestSpec:
     """The guest with its kernel package pinned to the lock's: the versioned image package
     (linux-image-6.1.0-NN-amd64) instead of the metapackage, which follows the mirror. A

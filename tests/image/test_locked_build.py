@@ -196,12 +196,14 @@ def test_the_locked_kernel_is_fetched_or_refused(locked_lab: tuple[Path, dict[st
     image = resolve_package("linux-image-amd64", index)
     assert image is not None and image.name != "linux-image-amd64"
     for version in (image.version, "0.0-gone"):
-        kernel = {"release": "", "source": "", "package": image.name, "version": version}
+        source = f"{image.name}_{version}_amd64.deb"
+        kernel = {"release": "", "source": source, "package": image.name, "version": version}
         lock.write(lock.lock_path(lab), lab, {"web": {**entry, "kernel": kernel}})
         target = resolve(lab, lab.guest("web"))
         if version == image.version:  # the versioned package, not the moving metapackage
             assert pins.kernel_guest(target, mirror).kernel.package == image.name
             assert target.guest.kernel.package == "linux-image-amd64"  # the lab as it is
+            assert pins.locked_kernel(target) == source  # a guest built from another: stale
             continue
         with pytest.raises(LockError) as err:
             pins.kernel_guest(target, mirror)
