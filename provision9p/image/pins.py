@@ -11,6 +11,7 @@ that is in neither is an error before anything is downloaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,38 @@ def _entry(lab: LabSpec, guest: GuestSpec) -> tuple[dict[str, Any] | None, str]:
                       "unpinned, not reproducible; `provision9p lock --update` afterwards")
     entry: dict[str, Any] = data["guests"][guest.name]
     return entry, ""
+
+
+def locked_kernel(target: Target) -> str:
+    """The file name of the kernel .deb the lock names ("" when none): a built guest whose
+    kernel came from another .deb is not current."""
+    entry, _ = _entry(target.lab, target.guest) if target.pins else (None, "")
+    kernel = (entry or {}).get("kernel") or {}
+    return str(kernel.get("source", "")) if kernel.get("package") else ""
+
+
+def kernel_guest(target: Target, mirror: str) -> GuestSpec:
+    """The guest with its kernel package pinned to the lock's: the versioned image package
+    (linux-image-6.1.0-NN-amd64) instead of the metapackage, which follows the mirror. A
+    locked kernel the mirror no longer lists is an error (the .deb store does not serve
+    kernels yet). Unchanged without a lock, or for a kernel of the lab's own."""
+    guest = target.guest
+    entry, _ = _entry(target.lab, guest) if target.pins else (None, "")
+    kernel = (entry or {}).get("kernel") or {}
+    name, version = kernel.get("package"), kernel.get("version")
+    if guest.kernel.image is not None or not name or not version or name == guest.kernel.package:
+        return guest
+    found = [s.version for c in guest.rootfs.components
+             for s in package_index(arch=guest.debian_arch, suite=guest.rootfs.suite,
+                                    mirror=mirror, component=c).get(name, [])]
+    if found[-1:] != [version]:
+        raise LockError(f"the locked kernel {name} {version} is not on the mirror "
+                        f"({guest.rootfs.suite} at {mirror}"
+                        f"{': it has ' + found[-1] if found else ''})",
+                        hint="to move to the mirror's kernel, set the lock aside, rebuild "
+                             "(`provision9p rootfs build --force`) and run "
+                             "`provision9p lock --update`")
+    return dataclasses.replace(guest, kernel=dataclasses.replace(guest.kernel, package=name))
 
 
 _AUTOMOUNT = "/usr/share/mmdebstrap/hooks/file-mirror-automount"

@@ -99,15 +99,17 @@ def plan(target: Target, hook_key: str = "") -> BuildPlan:
     """The build's plan; `up` asks it whether a running guest is still what the lab says."""
     # a guest made from an image needs no mirror (a CI host may have none)
     mirror = target.mirror if target.guest.rootfs.image is None else ""
-    from provision9p.image.pins import base_pins
+    from provision9p.image.pins import base_pins, locked_kernel
 
     fp = fingerprint(target.guest, mirror, target.run_as, hook_key,
                      base_pins(target, mirror) if mirror else ())
     st = target.state
     record = target.build_record()
+    kernel = locked_kernel(target) if mirror else ""  # a lock's kernel .deb, by file name
     current = (record is not None and record.fingerprint == fp
                and target.guest.root.path.is_dir() and st.kernel.is_file()
-               and st.host_key.is_file() and (not record.initrd or st.initrd.is_file()))
+               and st.host_key.is_file() and (not record.initrd or st.initrd.is_file())
+               and (not kernel or os.path.basename(record.kernel) == kernel))
     return BuildPlan(fp, current)
 
 
@@ -158,7 +160,9 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
 
     refuse_foreign(guest.rootfs, guest.debian_arch, mirror)  # before the kernel download
     t0 = time.monotonic()
-    kernel = prepare_kernel(guest, mirror)
+    from provision9p.image.pins import kernel_guest
+
+    kernel = prepare_kernel(kernel_guest(target, mirror), mirror)  # a lock's kernel
     timed("kernel", t0)
     t0 = time.monotonic()
     with ui.step(f"{guest.name}: base tree ({guest.rootfs.suite}, {guest.debian_arch})"):

@@ -184,3 +184,29 @@ def test_tree_phase_apt_is_pinned_and_checked(base: Path, mirror: str, tmp_path:
     assert f"hello {real} (locked 0.0-gone)" in err.value.message
     assert "lock --update" in (err.value.hint or "")
     assert not (tree / PREFERENCES).exists()
+
+
+def test_the_locked_kernel_is_fetched_or_refused(locked_lab: tuple[Path, dict[str, Any]],
+                                                 mirror: str) -> None:
+    from provision9p.host.mirror import resolve as resolve_package
+
+    lab_file, entry = locked_lab
+    lab = load_lab(lab_file)
+    index = package_index(arch="amd64", suite="bookworm", mirror=mirror)
+    image = resolve_package("linux-image-amd64", index)
+    assert image is not None and image.name != "linux-image-amd64"
+    for version in (image.version, "0.0-gone"):
+        source = f"{image.name}_{version}_amd64.deb"
+        kernel = {"release": "", "source": source, "package": image.name, "version": version}
+        lock.write(lock.lock_path(lab), lab, {"web": {**entry, "kernel": kernel}})
+        target = resolve(lab, lab.guest("web"))
+        if version == image.version:  # the versioned package, not the moving metapackage
+            assert pins.kernel_guest(target, mirror).kernel.package == image.name
+            assert target.guest.kernel.package == "linux-image-amd64"  # the lab as it is
+            assert pins.locked_kernel(target) == source  # a guest built from another: stale
+            continue
+        with pytest.raises(LockError) as err:
+            pins.kernel_guest(target, mirror)
+        assert err.value.exit_code == 2
+        assert f"locked kernel {image.name} 0.0-gone is not on the mirror" in err.value.message
+        assert f"it has {image.version}" in err.value.message
