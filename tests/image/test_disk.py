@@ -19,6 +19,8 @@ from integration import fidelity
 
 from provision9p.boot.initramfs import guest_files_bytes
 from provision9p.boot.qemu_argv import disk_root_args, disk_root_cmdline
+from provision9p.cli import build_parser
+from provision9p.commands.image import boot_argv
 from provision9p.image import disk, disk_boot, store
 from provision9p.image.archive import write_image
 from provision9p.image.errors import ImageError
@@ -188,3 +190,18 @@ def test_damaged_disk_is_refused(image: str) -> None:
         disk_boot.boot_disk(image, "ext4", ["true"])  # refused before anything boots
     disk.build_disks(image, ["ext4"], "96M", force=True)
     assert disk.verify_disks(image)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("argv", "fmt", "timeout", "command"), [
+    (["abc"], "ext4", 900.0, []),
+    (["abc", "--format", "qcow2", "--", "findmnt", "-n", "/"], "qcow2", 900.0,
+     ["findmnt", "-n", "/"]),
+    (["--format", "qcow2", "abc", "--", "ls", "-l"], "qcow2", 900.0, ["ls", "-l"]),
+    (["abc", "--timeout", "5"], "ext4", 5.0, []),
+    (["abc", "uname", "-r"], "ext4", 900.0, ["uname", "-r"]),
+])
+def test_boot_grammar(argv: list[str], fmt: str, timeout: float, command: list[str]) -> None:
+    args = build_parser().parse_args(["image", "boot", *argv])
+    assert (boot_argv(args), args.ref, args.format, args.timeout) == \
+        (command, "abc", fmt, timeout)
