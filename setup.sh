@@ -10,6 +10,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils debootstrap busybox-static cpio zstd xz-utils
   openssh-client python3-venv acl attr iproute2 ca-certificates gpgv debian-archive-keyring
   vde2 mmdebstrap uidmap libvirt-clients libxml2-utils
+  kmod  # depmod, for virtme-ng in bench/virtme_ng.py (a bench dependency only)
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

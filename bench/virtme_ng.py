@@ -14,7 +14,8 @@ slightly favours virtme-ng (its shutdown is not counted).
 Usage (as root, the guest built; PROVISION9P_HOME as for `up`):
   .venv/bin/python bench/virtme_ng.py [-f LAB] [--guest demo] [--rounds 3]
       [--venv DIR] [--out bench/results/virtme-ng.md]
-Needs kmod (depmod) on the host for virtme-ng: apt-get install kmod.
+Needs kmod (depmod) on the host for virtme-ng: a bench dependency, which setup.sh
+installs (apt-get install kmod).
 """
 
 from __future__ import annotations
@@ -114,19 +115,22 @@ def main() -> None:
         kernel = kcopy / "boot" / images[0].name
         vng_times: list[float] = []
         our_times: list[float] = []
+        loads: list[float] = []
         for r in range(args.rounds):
+            loads.append(os.getloadavg()[0])
             vng_times.append(run_vng(vng, kernel))
             our_times.append(run_ours(lab_args, args.guest))
             print(f"round {r + 1}: virtme-ng {vng_times[-1]:.2f} s, provision9p "
                   f"{our_times[-1]:.2f} s", file=sys.stderr, flush=True)
-    write(args.out, vng_times, our_times, build.release)
+    write(args.out, vng_times, our_times, loads, build.release)
 
 
-def write(out: Path, vng: list[float], ours: list[float], release: str) -> None:
+def write(out: Path, vng: list[float], ours: list[float], loads: list[float],
+          release: str) -> None:
     mv, mo = statistics.median(vng), statistics.median(ours)
     load = os.getloadavg()[0]
-    rows = "\n".join(f"| {i + 1} | {v:.2f} | {o:.2f} | {o / v:.2f} |"
-                     for i, (v, o) in enumerate(zip(vng, ours, strict=True)))
+    rows = "\n".join(f"| {i + 1} | {lo:.1f} | {v:.2f} | {o:.2f} | {o / v:.2f} |"
+                     for i, (v, o, lo) in enumerate(zip(vng, ours, loads, strict=True)))
     out.write_text(f"""# provision9p against virtme-ng (bench/virtme_ng.py)
 
 {len(vng)} interleaved rounds on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},
@@ -142,8 +146,8 @@ Debian kernel {release} for both.
   `provision9p ssh GUEST -- true`, both timed, from the start of `up` to the end of `ssh`
   (a full systemd guest with sshd, roles applied over SSH).
 
-| round | virtme-ng (s) | provision9p (s) | ratio |
-|---|---|---|---|
+| round | load avg at its start | virtme-ng (s) | provision9p (s) | ratio |
+|---|---|---|---|---|
 {rows}
 
 Median: virtme-ng {mv:.2f} s, provision9p {mo:.2f} s, ratio **{mo / mv:.2f}**

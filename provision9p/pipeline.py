@@ -120,11 +120,12 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
             try:
                 if play:
                     _roles_over_ssh(target, conn, play, out)
-                res = conn.run("cat /proc/self/mounts")
+                # over SFTP, not `cat`: no command for the guest to start (seconds in TCG)
+                mounts = conn.read_file("/proc/self/mounts").decode(errors="replace")
             finally:
                 conn.close()
             missing = [s.mount for s in guest.all_shares
-                       if f" {s.mount} 9p " not in res.stdout]
+                       if f" {s.mount} 9p " not in mounts]
             if missing:
                 out.checks_failed.append(f"not mounted: {', '.join(missing)}")
             elif not out.roles_changed:
