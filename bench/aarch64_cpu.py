@@ -10,6 +10,7 @@ Usage (as root, in the lab's directory):
 
 from __future__ import annotations
 
+import select
 import shlex
 import socket
 import subprocess
@@ -22,16 +23,38 @@ PORT = 10822
 LIMIT = 400.0
 
 
-def ssh_banner(port: int) -> bool:
-    # Wait long for the banner: slirp accepts at once and closes at once while nothing
-    # listens in the guest, but an emulated sshd takes seconds to answer, and giving up
-    # early only starts another sshd in the guest.
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            s.settimeout(60)
-            return s.recv(64).startswith(b"SSH-")
-    except OSError:
+class BannerProbe:
+    """One connection at a time to the forwarded port, polled without blocking: slirp
+    accepts at once and closes once the guest refuses, while an emulated sshd takes
+    seconds to send its banner (giving up early would only start another sshd)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock: socket.socket | None = None
+
+    def poll(self) -> bool:
+        if self.sock is None:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+            except OSError:
+                return False
+            self.sock.setblocking(False)
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        if not ready:
+            return False
+        try:
+            data = self.sock.recv(64)
+        except OSError:
+            data = b""
+        if data.startswith(b"SSH-"):
+            return True
+        self.close()  # refused or reset: try again on the next poll
         return False
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 def base_argv(lab: str, guest: str) -> tuple[list[str], str]:
@@ -65,6 +88,7 @@ def boot_once(argv: list[str], owner: str, log: Path) -> dict[str, float]:
     start = time.monotonic()
     proc = subprocess.Popen(cmd)
     marks: dict[str, float] = {}
+    probe = BannerProbe(PORT)
     try:
         while time.monotonic() - start < LIMIT and proc.poll() is None:
             text = log.read_text(errors="replace") if log.exists() else ""
@@ -73,11 +97,12 @@ def boot_once(argv: list[str], owner: str, log: Path) -> dict[str, float]:
                 marks.setdefault("linux", now)
             if "provision9p: switch_root" in text:
                 marks.setdefault("switch_root", now)
-            if ssh_banner(PORT):
+            if probe.poll():
                 marks["ssh"] = now
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
     finally:
+        probe.close()
         proc.terminate()  # only the QEMU this run started, by its handle
         try:
             proc.wait(timeout=20)
