@@ -87,6 +87,11 @@ def enable(arch: str) -> None:
         raise HostError(f"cannot register {entry}: qemu-user-static and binfmt-support "
                         "are not both installed",
                         hint="apt-get install " + " ".join(PACKAGES))
+    registered = BINFMT_DIR / entry
+    if registered.exists() and not emulation(arch).ok:
+        # registered without the F flag (by hand, or another package's binfmt.d file):
+        # update-binfmts would leave it as it is, so drop it first ("-1" removes an entry)
+        registered.write_text("-1")
     proc = subprocess.run([tool, "--enable", entry], capture_output=True, text=True)
     if proc.returncode != 0:
         raise HostError(f"update-binfmts --enable {entry} failed: "
