@@ -60,7 +60,7 @@ def lab(lab_dir: Path, p9: Any) -> Iterator[tuple[Path, dict[str, Any]]]:
     except json.JSONDecodeError:
         pytest.fail(f"up printed no JSON (exit {res.returncode}):\n{res.stderr[-4000:]}")
     yield path, report
-    p9("-f", str(path), "down", "--timeout", "20")
+    p9("-f", str(path), "down", "--timeout", "5")  # a clean TCG shutdown costs ~40 s
 
 
 def test_up_builds_boots_and_verifies(lab: tuple[Path, dict[str, Any]]) -> None:
@@ -70,6 +70,7 @@ def test_up_builds_boots_and_verifies(lab: tuple[Path, dict[str, Any]]) -> None:
     assert guest["state"] == "up" and guest["checks"]["failed"] == []
     assert guest["checks"]["passed"] >= 10  # two shares, five checks each
     assert guest["timings"]["accel"] == "tcg"
+    # up's verify ran the share checks over SSH; no second `verify` (CI time)
 
 
 def test_the_guest_is_aarch64(lab: tuple[Path, dict[str, Any]], p9: Any) -> None:
@@ -85,8 +86,3 @@ def test_the_tree_is_arm64_and_the_tree_phase_ran_in_it(lab: tuple[Path, dict[st
     # the account the roles made in the chroot, before the first boot
     res = p9("-f", str(lab[0]), "ssh", "arm", "--", "id", "-u", "ann")
     assert (res.returncode, res.stdout.strip()) == (0, "1000"), res.stderr
-
-
-def test_verify_passes_again(lab: tuple[Path, dict[str, Any]], p9: Any) -> None:
-    res = p9("-f", str(lab[0]), "verify", timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
