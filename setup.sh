@@ -10,6 +10,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils debootstrap busybox-static cpio zstd xz-utils
   openssh-client python3-venv acl attr iproute2 ca-certificates gpgv debian-archive-keyring
   vde2 mmdebstrap uidmap libvirt-clients libxml2-utils
+  qemu-system-arm qemu-user-static binfmt-support
   kmod  # depmod, for virtme-ng in bench/virtme_ng.py (a bench dependency only)
 )
 
@@ -27,6 +28,14 @@ if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# aarch64 guests' trees run their programs through qemu-user: register it with binfmt_misc
+# (update-binfmts mounts it) when a package install could not, e.g. binfmt_misc was unmounted.
+if [ "$(id -u)" = 0 ] && command -v update-binfmts >/dev/null &&
+   ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+  say "registering qemu-user for aarch64 with binfmt_misc"
+  update-binfmts --enable qemu-aarch64 || say "could not; aarch64 guests will not build here"
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -47,7 +47,7 @@ def choose(requested: str, guest_arch: str, run_as: RunAs) -> AccelChoice:
     if requested in ("kvm", "tcg"):
         return AccelChoice(requested, "the lab asks for it")
     if guest_arch != platform.machine():
-        return AccelChoice("tcg", f"a {guest_arch} guest on a {platform.machine()} host")
+        return AccelChoice("tcg", f"{guest_arch} guest on an {platform.machine()} host")
     if not os.path.exists("/dev/kvm"):
         return AccelChoice("tcg", "this host has no /dev/kvm")
     if not kvm_accessible(run_as):

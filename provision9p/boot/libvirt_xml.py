@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from provision9p.boot.qemu_argv import BootFiles, kernel_cmdline, lab_nic_args
+from provision9p.boot.qemu_argv import TCG_CPUS, BootFiles, kernel_cmdline, lab_nic_args
 from provision9p.errors import UsageError
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec
 from provision9p.rootfs.security import MODELS, model_of
@@ -40,7 +40,11 @@ def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
     ET.SubElement(os_el, "cmdline").text = kernel_cmdline(guest, run.extra_cmdline)
     if guest.machine not in MMIO_MACHINES:
         ET.SubElement(ET.SubElement(dom, "features"), "acpi")
-    ET.SubElement(dom, "cpu", mode="host-passthrough" if run.accel == "kvm" else "maximum")
+    if run.accel != "kvm" and guest.arch in TCG_CPUS:  # the model qemu_argv picks
+        cpu = ET.SubElement(dom, "cpu", mode="custom", match="exact")
+        ET.SubElement(cpu, "model", fallback="forbid").text = TCG_CPUS[guest.arch]
+    else:
+        ET.SubElement(dom, "cpu", mode="host-passthrough" if run.accel == "kvm" else "maximum")
     ET.SubElement(dom, "on_reboot").text = "destroy"
     devices = ET.SubElement(dom, "devices")
     for share in guest.all_shares:

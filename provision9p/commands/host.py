@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from provision9p.commands.common import SubParsers, add_lab_option, open_lab
-from provision9p.host.doctor import Finding, install_packages, run_checks
+from provision9p.host.doctor import Finding, enable_emulation, install_packages, run_checks
 from provision9p.tables import print_table
 
 
@@ -16,7 +16,8 @@ def register(sub: SubParsers) -> None:
                                    "missing.")
     add_lab_option(p)
     p.add_argument("--install", action="store_true",
-                   help="apt-get install the missing Debian packages, then check again")
+                   help="apt-get install the missing Debian packages (and register qemu-user "
+                        "with binfmt_misc for a foreign guest), then check again")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=doctor)
 
@@ -27,6 +28,9 @@ def doctor(args: argparse.Namespace) -> int:
     packages = sorted({f.package for f in findings if not f.ok and f.package})
     if args.install and packages:
         install_packages(packages)
+        findings = run_checks(lab)
+    if args.install and any(not f.ok and f.name.endswith(" root tree") for f in findings):
+        enable_emulation(findings)
         findings = run_checks(lab)
     failed = [f for f in findings if not f.ok and f.required]
     if args.json:

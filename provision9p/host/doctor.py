@@ -114,21 +114,34 @@ def check_busybox() -> Finding:
                    "apt-get install busybox-static", package="busybox-static")
 
 
-def check_foreign_build(arch: str) -> Finding:
-    """A guest of another architecture: its QEMU command works, its tree cannot be built."""
-    import platform
-
+def check_foreign_build(arch: str) -> list[Finding]:
+    """A guest of another architecture: its tree is built through qemu-user (binfmt_misc),
+    so the emulator, update-binfmts and an enabled entry with the F flag must be there."""
+    from provision9p.host import binfmt
     from provision9p.lab.model import ARCHES
 
-    machine = platform.machine()
     debian_arch = ARCHES[arch][0]
-    host = ARCHES[machine][0] if machine in ARCHES else machine
-    if arch == machine:
-        return Finding(f"{arch} root tree", True, "built natively", required=False)
-    return Finding(f"{arch} root tree", False, f"{debian_arch} trees cannot be built on this "
-                   f"{host} host yet (`rootfs build` refuses them before downloading)",
-                   f"build {arch} guests on a Debian host of that architecture "
-                   f"({debian_arch})", required=False)
+    if debian_arch == binfmt.host_arch():
+        return [Finding(f"{arch} root tree", True, "built natively", required=False)]
+    found = [check_program(f"qemu-{arch}-static", "qemu-user-static",
+                           f"runs {debian_arch} programs while the tree is built"),
+             check_program("update-binfmts", "binfmt-support", "registers qemu-user")]
+    emu = binfmt.emulation(debian_arch)
+    found.append(Finding(f"{arch} root tree", emu.ok, emu.detail, "" if emu.ok else emu.fix,
+                         required=True))
+    return found
+
+
+def enable_emulation(findings: Iterable[Finding]) -> None:
+    """`doctor --install`: register qemu-user for each foreign tree doctor found lacking."""
+    from provision9p.host import binfmt
+    from provision9p.lab.model import ARCHES
+
+    for f in findings:
+        arch = f.name.removesuffix(" root tree")
+        if not f.ok and arch != f.name and arch in ARCHES:
+            ui.info(f"==> registering qemu-user for {arch} with binfmt_misc")
+            binfmt.enable(ARCHES[arch][0])
 
 
 def check_kvm(arch: str) -> Finding:
@@ -243,7 +256,7 @@ def run_checks(lab: LabSpec) -> list[Finding]:
     findings.append(check_keyring())
     findings.append(check_root())
     findings += [check_kvm(a) for a in arches]
-    findings += [check_foreign_build(a) for a in arches]
+    findings += [f for a in arches for f in check_foreign_build(a)]
     xattr_shares = [s.path for g in lab.guests for s in g.all_shares
                     if model_of(s).needs_user_xattrs]
     findings += [check_user_xattrs(p) for p in _unique_by_device(xattr_shares)]

@@ -25,7 +25,7 @@ from provision9p.errors import BuildError, HostError
 from provision9p.host.doctor import check_user_xattrs
 from provision9p.lab.model import GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
-from provision9p.rootfs import keys, overlay
+from provision9p.rootfs import foreign, keys, overlay
 from provision9p.rootfs.builder import Pin
 from provision9p.rootfs.debootstrap import base_key, refuse_foreign
 from provision9p.rootfs.guest_kernel import (
@@ -65,6 +65,13 @@ def busybox_path() -> Path:
                 return candidate
     raise HostError("a static busybox is needed for the initramfs",
                     hint="apt-get install busybox-static (or `provision9p doctor --install`)")
+
+
+def _initramfs_busybox(guest: GuestSpec, mirror: str) -> Path:
+    """The host's static busybox, or for a foreign guest one of its own arch."""
+    if foreign.is_foreign(guest.debian_arch):
+        return foreign.guest_busybox(guest.debian_arch, suite=guest.rootfs.suite, mirror=mirror)
+    return busybox_path()
 
 
 @dataclass(frozen=True)
@@ -158,7 +165,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     def timed(name: str, t0: float) -> None:
         stages[name] = round(time.monotonic() - t0, 2)
 
-    refuse_foreign(guest.rootfs, guest.debian_arch, mirror)  # before the kernel download
+    refuse_foreign(guest.debian_arch)  # before the kernel download
     t0 = time.monotonic()
     from provision9p.image.pins import kernel_guest
 
@@ -215,7 +222,8 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                 with ui.step(f"{guest.name}: initramfs for {kernel.release}"):
                     mods = initramfs_modules(kernel, tree)
                     st.boot_dir.mkdir(parents=True, exist_ok=True)
-                    build_initramfs(initrd_tmp, modules=mods, busybox=busybox_path())
+                    build_initramfs(initrd_tmp, modules=mods,
+                                    busybox=_initramfs_busybox(guest, mirror))
                 timed("initramfs", t0)
             stack.close()  # the plain overlay is unmounted; its upper is converted alone
             if model.mapped:

@@ -69,22 +69,19 @@ def host_debian_arch() -> str:
                           check=True).stdout.strip()
 
 
-def refuse_foreign(spec: RootfsSpec, debian_arch: str, mirror: str) -> None:
-    """Refuse a tree debootstrap cannot make here before anything is downloaded for it
-    (the kernel comes first in a build): a foreign architecture whose base tree is not
-    already in the cache."""
-    host = host_debian_arch()
-    if debian_arch == host:
+def refuse_foreign(debian_arch: str) -> None:
+    """Refuse, before anything is downloaded for it (the kernel comes first in a build), a
+    foreign tree this host cannot build: qemu-user is not registered with binfmt_misc to
+    run its maintainer scripts, and later depmod and the roles' tree phase in its chroot
+    (so a cached base tree does not help)."""
+    from provision9p.host.binfmt import emulation
+
+    emu = emulation(debian_arch)
+    if emu.ok:
         return
-    key, _ = base_key(spec, debian_arch, mirror)
-    if (paths.cache_home() / "trees" / key / ".provision9p-base.json").is_file():
-        return
-    raise BuildError(f"{debian_arch} root trees cannot be built on this {host} host yet "
-                     "(the builder's second stage would need qemu-user-static and "
-                     "binfmt_misc)",
-                     hint=f"build the guest on a Debian host of its architecture "
-                          f"({debian_arch}), or give it this host's ({host}); "
-                          "`provision9p qemu-cmd` still prints its QEMU command")
+    raise BuildError(f"{debian_arch} root trees cannot be built on this "
+                     f"{host_debian_arch()} host: {emu.detail}",
+                     hint=f"{emu.fix}; then build again")
 
 
 def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str,
@@ -104,7 +101,7 @@ def _base_tree(spec: RootfsSpec, debian_arch: str, mirror: str, target: Path, ke
     clean_stale_staging(target)
     if (target / ".provision9p-base.json").is_file():
         return BaseTree(target, key, cached=True)
-    refuse_foreign(spec, debian_arch, mirror)
+    refuse_foreign(debian_arch)
     _check_free_space(trees, 2 << 30)
     with staged(target) as staging:
         build_tree(tree_request(spec, debian_arch, mirror, pins), staging,

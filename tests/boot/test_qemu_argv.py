@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from provision9p.boot.libvirt_xml import libvirt_domain_xml
-from provision9p.boot.qemu_argv import BootFiles, qemu_argv, qemu_opts_escape
+from provision9p.boot.qemu_argv import TCG_CPUS, BootFiles, qemu_argv, qemu_opts_escape
 from provision9p.lab import validate_text
 from provision9p.lab.model import GuestSpec
 
@@ -99,6 +100,20 @@ def test_libvirt_xml_golden() -> None:
     if os.environ.get("PROVISION9P_UPDATE_GOLDEN"):
         path.write_text(text, encoding="utf-8")
     assert text == path.read_text(encoding="utf-8")
+
+
+def test_aarch64_under_tcg_gets_a_plain_core() -> None:
+    """max is slow under TCG on aarch64 (pointer authentication); KVM still gets host."""
+    arm = guest("aarch64-virt")
+    argv = qemu_argv(arm, RUN)
+    assert argv[argv.index("-cpu") + 1] == TCG_CPUS["aarch64"] == "cortex-a57"
+    kvm = qemu_argv(arm, dataclasses.replace(RUN, accel="kvm"))
+    assert kvm[kvm.index("-cpu") + 1] == "host"
+    cpu = ET.fromstring(libvirt_domain_xml(arm, RUN)).find("cpu")
+    assert cpu is not None and cpu.get("mode") == "custom"
+    assert cpu.findtext("model") == "cortex-a57"
+    x86 = qemu_argv(guest("default-x86_64"), RUN)
+    assert x86[x86.index("-cpu") + 1] == "max"
 
 
 QEMU = shutil.which("qemu-system-x86_64")

@@ -12,6 +12,7 @@ import pytest
 
 from provision9p.commands import host as host_cli
 from provision9p.errors import Provision9pError
+from provision9p.host.binfmt import emulation
 from provision9p.host.doctor import (
     check_busybox,
     check_disk,
@@ -131,7 +132,8 @@ def test_doctor_on_a_lab_file(homes: Path, capsys: pytest.CaptureFixture[str]) -
     code, out = run_doctor(["--lab", str(lab)], capsys)
     assert "qemu-system-aarch64" in out and "user xattrs" in out and "disk space" in out
     needed = [shutil.which(p) for p in ("qemu-system-aarch64", "mmdebstrap", "zstd", "cpio")]
-    assert code == (0 if all(needed) and check_busybox().ok and check_root().ok else 1)
+    assert code == (0 if all(needed) and check_busybox().ok and check_root().ok
+                    and emulation("arm64").ok else 1)
 
 
 @pytest.mark.network

@@ -164,12 +164,22 @@ def _kernel_version(image: Path) -> str:
             head = fh.read(0x8000)
     except OSError:
         return ""
+    if head[0x38:0x3C] == b"ARM\x64":  # an arm64 Image: not compressed, so the banner is in it
+        return _arm64_version(image)
     if head[0x202:0x206] != b"HdrS":
         return ""
     off = struct.unpack_from("<H", head, 0x20E)[0] + 0x200
     text = head[off:off + 512].split(b"\0")[0].decode(errors="replace")
     m = re.match(r"\S+ \(.*?\) (#.*)", text)
     return m.group(1) if m else ""
+
+
+def _arm64_version(image: Path) -> str:
+    """`uname -v` from the "Linux version RELEASE (BUILDER) (COMPILER) VERSION" banner in
+    an uncompressed arm64 Image (Debian's arm64 vmlinuz is one). Debian's holds a second
+    copy whose VERSION lacks the build number ("# SMP ..."); the one uname shows has it."""
+    m = re.search(rb"Linux version [^\n\0]*?\) (#\d+ [^\n\0]*)", image.read_bytes())
+    return m.group(1).decode(errors="replace").strip() if m else ""
 
 
 def _apparmor(image: Path, release: str, cmdline: str) -> bool:
@@ -230,6 +240,9 @@ def _hardware(guest: GuestSpec) -> Parts:
     """QEMU's CPUs (-smp N: N sockets of one core) and DMI; memory as the lab sets it."""
     out: Parts = {}
     vendor, model = _TCG_CPU if guest.accel != "kvm" else _host_cpu()
+    if guest.arch == "aarch64":
+        # arm64's cpuinfo names no model; its Features line (flags) is unknowable offline
+        out["file:/proc/cpuinfo"] = "".join(f"processor\t: {i}\n\n" for i in range(guest.cpus))
     if guest.arch == "x86_64":
         out["file:/proc/cpuinfo"] = "".join(
             f"processor\t: {i}\nvendor_id\t: {vendor}\nmodel name\t: {model}\n"
