@@ -28,6 +28,7 @@ from pathlib import Path
 from provision9p import paths, ui
 from provision9p.errors import BuildError, HostError, MirrorError
 from provision9p.host.release import keyrings
+from provision9p.rootfs import rootless
 
 BUILDER_ENV = "PROVISION9P_BUILDER"
 BUILDERS = ("mmdebstrap", "debootstrap")
@@ -83,7 +84,11 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
                         "(or `provision9p doctor --install`)")
     if os.geteuid() != 0:
         raise HostError(f"{builder} needs root to build a root tree",
-                        hint="run the build as root (QEMU itself will not need root)")
+                        hint="run the build as root, or as a user with /etc/subuid lines "
+                             "(rootfs/rootless.py)")
+    if rootless.inside() and builder != "mmdebstrap":
+        raise HostError(f"{builder} cannot build a root tree as a normal user",
+                        hint="install mmdebstrap, or unset PROVISION9P_BUILDER")
     if builder == "debootstrap":
         if pinned := [p for p in req.packages if "=" in p]:
             raise BuildError(f"debootstrap cannot install pinned versions ({pinned[0]}, ...)",
@@ -96,7 +101,7 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
     rc, tail = _run(argv, start)
     if rc != 0:
         _raise_for(builder, rc, tail, target)
-    if builder == "mmdebstrap":
+    if builder == "mmdebstrap" and not rootless.inside():
         _keep_debs(target)
     ui.info(f"    {builder} finished in {time.monotonic() - start:.0f} s")
 
@@ -106,8 +111,13 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path) -> list[str]:
     # apt re-checks each cached .deb against the signed index before using it
     sync_in = (f'mkdir -p "$1/var/cache/apt/archives" && '
                f'cp -al {shlex.quote(str(cache))}/. "$1/var/cache/apt/archives/"')
+    # A normal user's base is a tarball (rootfs/rootless.py): a tree would leave files
+    # of its subordinate ids in the cache. unshare mode as (namespace) root needs no
+    # device nodes, which the namespace could not make.
+    user = rootless.inside()
     argv = [
-        "mmdebstrap", "--mode=root", f"--variant={_mm_variant(req.variant)}",
+        "mmdebstrap", f"--mode={'unshare' if user else 'root'}",
+        f"--variant={_mm_variant(req.variant)}",
         f"--architectures={req.arch}", f"--components={','.join(req.components)}",
         f"--include={','.join(req.packages)}",
         # debootstrap's merged /usr (usr-is-merged), not the usrmerge package with perl
@@ -116,10 +126,12 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path) -> list[str]:
         f"--setup-hook={sync_in}",
         # the .debs go to our cache after the build, see _keep_debs; the package lists
         # stay, as debootstrap leaves them: tree-phase `apt: name=...` works offline
-        "--skip=cleanup/apt",
+        # (a tarball keeps the lists only: its .debs cannot be hard-linked out)
+        "--skip=cleanup/apt/lists" if user else "--skip=cleanup/apt",
     ]
     argv += [f"--keyring={k}" for k in keyrings()]
-    return [*argv, req.suite, str(target), req.mirror]
+    out = target / rootless.BASE_TAR if user else target
+    return [*argv, req.suite, str(out), req.mirror]
 
 
 def _mm_variant(variant: str) -> str:

@@ -20,6 +20,7 @@ from provision9p import paths, ui
 from provision9p.errors import BuildError
 from provision9p.host.mirror import cache_entry_lock, check_space
 from provision9p.lab.model import RootfsSpec
+from provision9p.rootfs import rootless
 from provision9p.rootfs.builder import TreeRequest, build_tree, choose_builder, merge_packages
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 
@@ -49,6 +50,8 @@ def base_key(spec: RootfsSpec, debian_arch: str, mirror: str) -> tuple[str, dict
         "suite": req.suite, "arch": req.arch, "variant": req.variant,
         "components": list(req.components), "packages": list(req.packages), "mirror": mirror,
     }
+    if rootless.active():  # a tarball, not a tree (rootfs/rootless.py)
+        inputs["form"] = rootless.BASE_TAR
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return f"{spec.suite}-{debian_arch}-{spec.variant}-{digest}", inputs
 
