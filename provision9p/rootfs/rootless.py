@@ -36,6 +36,8 @@ _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
 _PR_SET_PDEATHSIG = 1
 
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
 T = TypeVar("T")
 _inside = False
 
@@ -210,6 +212,9 @@ def _child(fn: Callable[[], T], ready_w: int, go_r: int, out_w: int) -> None:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
         _inside = True
+        # root's tools (chroot, depmod) are in sbin, which a user's PATH may lack
+        path = os.environ.get("PATH", "/usr/bin:/bin").split(":")
+        os.environ["PATH"] = ":".join([*path, *(d for d in _SBIN if d not in path)])
         result: tuple[str, object] = ("ok", fn())
     except Provision9pError as exc:
         result = ("error", (type(exc), exc.message, exc.hint))
