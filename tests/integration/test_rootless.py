@@ -69,11 +69,14 @@ def _as(account: Account, argv: list[str], timeout: float) -> subprocess.Complet
 def _interpreter(uid: int, gid: int) -> tuple[str, str]:
     """This interpreter when the account can run it (a venv in the clone), else the
     system's of the same version with this one's packages and the checkout on its path."""
-    probe = subprocess.run([sys.executable, "-c", "import provision9p, xattr, yaml"],
-                           user=uid, group=gid, extra_groups=[], capture_output=True,
-                           cwd="/", check=False)
-    if probe.returncode == 0:
-        return sys.executable, ""
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import provision9p, xattr, yaml"],
+                               user=uid, group=gid, extra_groups=[], capture_output=True,
+                               cwd="/", check=False)
+        if probe.returncode == 0:
+            return sys.executable, ""
+    except PermissionError:  # e.g. an interpreter under /root
+        pass
     system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     if not os.access(system, os.X_OK):
         pytest.fail(f"the account cannot run {sys.executable} and there is no {system}")

@@ -110,3 +110,25 @@ def test_run_as_in_the_namespace_chowns_to_zero_but_keeps_its_ids() -> None:
     assert (outside.file_uid, outside.file_gid) == (1000, 1000)
     assert (inside.file_uid, inside.file_gid) == (0, 0)
     assert not inside.is_root and (inside.uid, inside.gid) == (1000, 1000)
+
+
+def test_doctor_names_the_subid_lines_an_administrator_adds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    from provision9p.host.doctor import check_subids
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    subuid, subgid = tmp_path / "subuid", tmp_path / "subgid"
+    monkeypatch.setattr(rootless, "SUBUID", subuid)
+    monkeypatch.setattr(rootless, "SUBGID", subgid)
+    subuid.write_text("other:100000:65536\n")
+    subgid.write_text(f"{me}:300000:65536\n")
+    missing = check_subids()
+    assert not missing.ok and str(subuid) in missing.detail and str(subgid) not in missing.detail
+    # the first free range after every one taken
+    assert missing.fix == (f"an administrator adds `{me}:365536:65536` to /etc/subuid and "
+                           "/etc/subgid once")
+    subuid.write_text(f"{me}:100000:65536\n")
+    found = check_subids()
+    assert found.ok and found.detail == f"{me}: subuid 100000+65536, subgid 300000+65536"
