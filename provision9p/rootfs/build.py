@@ -124,8 +124,10 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                 hook_key: str = "") -> BuildResult:
     """Build (or keep) the guest's root tree, kernel and initramfs."""
     if rootless.needed():  # a normal user: the same build, in a user namespace
-        return rootless.run(lambda: build_guest(target.in_user_namespace(), force=force,
-                                                tree_hook=tree_hook, hook_key=hook_key))
+        seen = target.in_user_namespace()  # QEMU's user looked up out here, as the user
+        hook = rootless.with_devices(tree_hook)
+        return rootless.run(lambda: build_guest(seen, force=force, tree_hook=hook,
+                                                hook_key=hook_key))
     start = time.monotonic()
     lab, guest, st = target.lab, target.guest, target.state
     run_as = target.run_as

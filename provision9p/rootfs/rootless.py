@@ -234,12 +234,59 @@ def extract_base(base: Path, dest: Path) -> None:
     """Unpack the cached base tarball into `dest` with the guest's owners (in the namespace).
 
     Its device nodes stay out: the namespace cannot make them, and the guest's /dev is
-    the kernel's devtmpfs.
+    the kernel's devtmpfs. While the tree is set up, the host's are bound in instead
+    (bind_devices), until with_devices' hook takes them away again.
     """
     proc = subprocess.run(["tar", "-x", "-p", "--numeric-owner", "--exclude=./dev/*",
                            "-f", str(base / BASE_TAR), "-C", str(dest)],
                           capture_output=True, text=True)
+    if proc.returncode == 0:
+        bind_devices(dest)
     if proc.returncode != 0:
         raise BuildError(f"unpacking the base tree failed: {proc.stderr.strip()[-500:]}",
                          hint="check free disk space; `rm -r` the cache entry "
                               f"{base} to build it again")
+
+
+# What chroot commands (maintainer scripts, apt, useradd) expect in /dev. Without them a
+# `> /dev/null` makes a regular file that then collects every later write.
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_MS_BIND = 4096
+_MNT_DETACH = 2
+
+
+def bind_devices(tree: Path) -> None:
+    """Bind the host's device nodes onto empty files in the tree's /dev (in the build's
+    private mount namespace, so the host never sees these mounts)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    dev = tree / "dev"
+    dev.mkdir(mode=0o755, exist_ok=True)
+    for name in DEVICES:
+        target = dev / name
+        target.touch(mode=0o666)
+        if libc.mount(f"/dev/{name}".encode(), bytes(target), None, _MS_BIND, None) != 0:
+            raise BuildError(f"cannot bind /dev/{name} into the tree: "
+                             f"{os.strerror(ctypes.get_errno())}",
+                             hint="the build's user namespace needs a mount namespace; "
+                                  "see `provision9p doctor`")
+
+
+def unbind_devices(tree: Path) -> None:
+    """Undo bind_devices: the tree's /dev as the base had it, empty (before conversion)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name in DEVICES:
+        target = tree / "dev" / name
+        libc.umount2(bytes(target), _MNT_DETACH)  # not mounted (already undone): fine
+        target.unlink(missing_ok=True)
+
+
+def with_devices(hook: Callable[[Path], None] | None) -> Callable[[Path], None]:
+    """The tree phase's hook for a build in the namespace: the hook, then the host's
+    device nodes taken out of the tree again, whatever the hook did."""
+    def run_hook(tree: Path) -> None:
+        try:
+            if hook is not None:
+                hook(tree)
+        finally:
+            unbind_devices(tree)
+    return run_hook
