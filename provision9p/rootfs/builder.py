@@ -98,7 +98,11 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
         argv = _mmdebstrap_argv(req, target)
     ui.info(f"    {builder} {req.suite}/{req.arch} ({req.variant}) from {req.mirror}")
     start = time.monotonic()
-    rc, tail = _run(argv, start)
+    # A tarball is assembled in mmdebstrap's temporary directory: in the staging dir, a
+    # killed build's leftovers (the namespace's files) go with it, and the .debs' hard
+    # links stay on one file system.
+    env = {**os.environ, "TMPDIR": str(target)} if rootless.inside() else None
+    rc, tail = _run(argv, start, env)
     if rc != 0:
         _raise_for(builder, rc, tail, target)
     if builder == "mmdebstrap" and not rootless.inside():
@@ -129,6 +133,9 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path) -> list[str]:
         # (a tarball keeps the lists only: its .debs cannot be hard-linked out)
         "--skip=cleanup/apt/lists" if user else "--skip=cleanup/apt",
     ]
+    if user:  # _keep_debs' work, before mmdebstrap's cleanup removes them from the tarball
+        argv.append(f'--customize-hook=cp -ln "$1"/var/cache/apt/archives/*.deb '
+                    f'{shlex.quote(str(cache))}/ 2>/dev/null || true')
     argv += [f"--keyring={k}" for k in keyrings()]
     out = target / rootless.BASE_TAR if user else target
     return [*argv, req.suite, str(out), req.mirror]
@@ -189,9 +196,11 @@ _MM_PHASE = re.compile(r"^I: (downloading|extracting|installing|cleaning|"
                        r"creating|setting up)")
 
 
-def _run(argv: Sequence[str], start: float) -> tuple[int, list[str]]:
+def _run(argv: Sequence[str], start: float,
+         env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     """Run a builder, showing its phases; (exit status, its last lines)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env,
                             errors="replace", preexec_fn=_die_with_parent)
     assert proc.stdout is not None
     tail: list[str] = []

@@ -118,6 +118,56 @@ def account() -> Iterator[Account]:
                 path.write_text("".join(kept))
 
 
+NAMESPACE_PROBE = """
+import json, os, stat, sys
+from pathlib import Path
+from provision9p.errors import BuildError
+from provision9p.rootfs import rootless
+
+tree = Path(sys.argv[1])
+
+def inside():
+    (tree / "guest5").write_text("x")
+    os.chown(tree / "guest5", 5, 5)  # left as the guest's uid 5
+    rootless.bind_devices(tree)
+    with open(tree / "dev/null", "w") as f:
+        f.write("lost")
+    null = os.stat(tree / "dev/null")
+    rootless.unbind_devices(tree)
+    return {"uid": os.getuid(), "null_is_device": stat.S_ISCHR(null.st_mode),
+            "dev_left": os.listdir(tree / "dev")}
+
+def fails():
+    raise BuildError("inside", hint="the hint")
+
+out = rootless.run(inside)
+try:
+    rootless.run(fails)
+except BuildError as exc:
+    out["error"] = [type(exc).__name__, exc.message, exc.hint]
+print(json.dumps(out))
+"""
+
+
+def test_namespace_maps_guest_ids_to_the_users_range(account: Account) -> None:
+    tree = account.home / "probe"
+    tree.mkdir()
+    os.chown(tree, account.uid, account.gid)
+    try:
+        run = _as(account, [account.python, "-c", NAMESPACE_PROBE, str(tree)], timeout=120)
+        assert run.returncode == 0, run.stderr
+        out = json.loads(run.stdout)
+        assert out == {"uid": 0, "null_is_device": True, "dev_left": [],
+                       "error": ["BuildError", "inside", "the hint"]}
+        start = rootless.sub_ids(rootless.SUBUID, account.name, account.uid)
+        assert start is not None
+        assert (tree / "guest5").stat().st_uid == start.start + 4  # guest uid k: start + k - 1
+        assert (tree / "dev").stat().st_uid == account.uid  # made by uid 0 inside: the user
+        assert not _processes_of(account.uid)  # the namespace's child is gone
+    finally:
+        shutil.rmtree(tree)
+
+
 def test_default_lab_up_and_down_as_a_normal_user(account: Account) -> None:
     p9 = [account.python, "-m", "provision9p"]
     start = time.monotonic()
