@@ -156,8 +156,7 @@ def run(fn: Callable[[], T]) -> T:
         raise
     finally:
         os.close(go_w)
-        with os.fdopen(out_r, "rb") as out:
-            data = out.read()
+        data = _result(out_r, pid)
         _, status = os.waitpid(pid, 0)
     if not data:
         raise BuildError(f"the build's user namespace ended without a result "
@@ -175,6 +174,28 @@ def run(fn: Callable[[], T]) -> T:
         raise KeyboardInterrupt
     raise BuildError(f"the build failed in its user namespace:\n{payload}",
                      hint="this is a bug in provision9p; the traceback is above")
+
+
+def _result(fd: int, pid: int) -> bytes:
+    """The child's pickled result. A Ctrl-C reached the child too: it cleans up what it
+    made (only it can delete its namespace's files) and reports; a second one kills it."""
+    chunks: list[bytes] = []
+    interrupted = False
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)  # raw reads: an interrupt loses no data
+            except KeyboardInterrupt:
+                if interrupted:
+                    os.kill(pid, signal.SIGKILL)
+                    raise
+                interrupted = True
+                continue
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
 
 
 def _describe(status: int) -> str:
