@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from provision9p.rootfs import rootless
+
 PACKAGE = Path(__file__).resolve().parent
 # A checkout keeps roles/ and kernel-configs/ beside the package; an installed wheel has
 # them inside it (setup.py maps them there).
@@ -32,8 +34,6 @@ def system_wide() -> bool:
     A normal user's build runs as uid 0 of a user namespace of its own
     (rootfs/rootless.py); it still keeps the user's places under its home.
     """
-    from provision9p.rootfs import rootless
-
     return os.geteuid() == 0 and not rootless.inside()
 
 

@@ -80,9 +80,15 @@ def _interpreter(uid: int, gid: int) -> tuple[str, str]:
     system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     if not os.access(system, os.X_OK):
         pytest.fail(f"the account cannot run {sys.executable} and there is no {system}")
-    paths = dict.fromkeys([str(PROJECT), sysconfig.get_paths()["purelib"],
-                           sysconfig.get_paths()["platlib"]])
-    return system, ":".join(paths)
+    paths = ":".join(dict.fromkeys([str(PROJECT), sysconfig.get_paths()["purelib"],
+                                    sysconfig.get_paths()["platlib"]]))
+    probe = subprocess.run([system, "-c", "import provision9p, xattr, yaml"],
+                           env={"PYTHONPATH": paths}, user=uid, group=gid, extra_groups=[],
+                           capture_output=True, text=True, cwd="/", check=False)
+    if probe.returncode != 0:
+        pytest.fail(f"the account cannot import the project from {paths} with {system} "
+                    f"(a clone where other users may read, not under /root): {probe.stderr}")
+    return system, paths
 
 
 @pytest.fixture(scope="module")
