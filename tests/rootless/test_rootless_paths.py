@@ -132,3 +132,12 @@ def test_doctor_names_the_subid_lines_an_administrator_adds(
     subuid.write_text(f"{me}:100000:65536\n")
     found = check_subids()
     assert found.ok and found.detail == f"{me}: subuid 100000+65536, subgid 300000+65536"
+
+
+@pytest.mark.tree
+def test_this_host_allows_user_namespaces_and_root_needs_no_user_checks() -> None:
+    from provision9p.host.doctor import check_userns, user_checks
+
+    assert check_userns().ok  # Debian 12's default, which the rootless build needs
+    if os.geteuid() == 0:
+        assert user_checks() == []
