@@ -180,7 +180,9 @@ def test_default_lab_up_and_down_as_a_normal_user(account: Account) -> None:
     up = _as(account, [*p9, "up"], timeout=1500)
     seconds = time.monotonic() - start
     assert up.returncode == 0, up.stdout + up.stderr
-    print(f"cold up as {account.name}: {seconds:.0f} s")
+    stages = [ln.strip() for ln in up.stderr.splitlines() + up.stdout.splitlines()
+              if "mmdebstrap finished" in ln or ln.strip().startswith(("built in", "booted"))]
+    print(f"cold up as {account.name}: {seconds:.0f} s; " + "; ".join(stages))
 
     state = account.home / ".local/state/provision9p/default"
     cache = account.home / ".cache/provision9p"
