@@ -123,7 +123,9 @@ def check_host_ready(target: Target) -> SecurityModel:
 def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | None = None,
                 hook_key: str = "") -> BuildResult:
     """Build (or keep) the guest's root tree, kernel and initramfs."""
-    if rootless.needed():  # a normal user: the same build, in a user namespace
+    # A normal user: the same build, in a user namespace; an image unpacks straight into
+    # the security model's form, which needs none (image/unpack.py).
+    if rootless.needed() and target.guest.rootfs.image is None:
         seen = target.in_user_namespace()  # QEMU's user looked up out here, as the user
         hook = rootless.with_devices(tree_hook)
         return rootless.run(lambda: build_guest(seen, force=force, tree_hook=hook,
