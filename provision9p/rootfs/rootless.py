@@ -13,12 +13,14 @@ Only the tree build needs the namespace; QEMU runs as the user outside it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pickle
 import pwd
 import signal
 import subprocess
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,6 +217,7 @@ def _map_ids(pid: int, uid_args: list[str], gid_args: list[str]) -> None:
 
 
 def _child(fn: Callable[[], T], ready_w: int, go_r: int, out_w: int) -> None:
+    """The forked side of run(): unshare, wait for the maps, run `fn`, report, exit."""
     global _inside
     code = 0
     try:
@@ -248,6 +251,9 @@ def _child(fn: Callable[[], T], ready_w: int, go_r: int, out_w: int) -> None:
         with os.fdopen(out_w, "wb") as out:
             out.write(pickle.dumps(result))
     finally:
+        for stream in (sys.stdout, sys.stderr):  # os._exit flushes nothing
+            with contextlib.suppress(Exception):
+                stream.flush()
         os._exit(code)
 
 
