@@ -26,10 +26,22 @@ class RunAs:
     uid: int
     gid: int
     name: str
+    # Seen from a normal user's build namespace (rootfs/rootless.py), where QEMU's user
+    # (the invoking user) is uid 0: files are chowned to file_uid, not uid.
+    in_namespace: bool = False
 
     @property
     def is_root(self) -> bool:
         return self.uid == 0
+
+    @property
+    def file_uid(self) -> int:
+        """The owner to give QEMU's files, as this process names it."""
+        return 0 if self.in_namespace else self.uid
+
+    @property
+    def file_gid(self) -> int:
+        return 0 if self.in_namespace else self.gid
 
 
 def qemu_user(guest: GuestSpec | Share, *, create: bool = True) -> RunAs:
@@ -81,9 +93,9 @@ def check_reachable(path: Path, run_as: RunAs) -> None:
             st = parent.stat()
         except FileNotFoundError:
             continue
-        if st.st_uid == run_as.uid:
+        if st.st_uid == run_as.file_uid:
             ok = st.st_mode & 0o100
-        elif st.st_gid == run_as.gid:
+        elif st.st_gid == run_as.file_gid:
             ok = st.st_mode & 0o010
         else:
             ok = st.st_mode & 0o001

@@ -74,6 +74,13 @@ class Target:
 
         return for_guest(self.lab, self.guest)
 
+    def in_user_namespace(self) -> Target:
+        """This target for a normal user's build namespace (rootfs/rootless.py), where
+        QEMU's user is uid 0; its real ids stay in run_as for the build's fingerprint."""
+        seen = dataclasses.replace(self)
+        seen.__dict__["run_as"] = dataclasses.replace(self.run_as, in_namespace=True)
+        return seen
+
     def running_pid(self) -> int | None:
         return self.state.running_pid()
 

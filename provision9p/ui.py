@@ -93,6 +93,21 @@ def _console_for(stream: TextIO) -> Console:
     return console
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (a normal user's build, rootfs/rootless.py) prints plain lines: the
+    live board, its refresh thread and any lock another thread held at the fork stay
+    with the parent. (subprocess does not fork through os.fork, so this is not run.)"""
+    global _lock, _board
+    _lock = threading.RLock()
+    if _board is not None:
+        sys.stderr = _board.real_err
+    _board = None
+    _consoles.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # --- which guest a thread works for ------------------------------------------------------
 
 

@@ -231,8 +231,79 @@ def check_keyring() -> Finding:
 def check_root() -> Finding:
     if os.geteuid() == 0:
         return Finding("privileges", True, "running as root")
-    return Finding("privileges", False, "not root: the tree builder needs root",
-                   "run provision9p as root (sudo)")
+    return Finding("privileges", True, "a normal user: trees are built in a user namespace "
+                   "with the user's subordinate ids, QEMU runs as the user", required=False)
+
+
+def check_subids() -> Finding:
+    """A normal user's build maps guest ids 1..65535 onto its /etc/subuid and /etc/subgid
+    ranges (rootfs/rootless.py); only an administrator can add them."""
+    import pwd
+
+    from provision9p.rootfs import rootless
+
+    pw = pwd.getpwuid(os.geteuid())
+    found = {p: rootless.sub_ids(p, pw.pw_name, pw.pw_uid)
+             for p in (rootless.SUBUID, rootless.SUBGID)}
+    missing = [str(p) for p, r in found.items() if r is None]
+    if not missing:
+        ranges = ", ".join(f"{p.name} {r.start}+{r.count}" for p, r in found.items() if r)
+        return Finding("subordinate ids", True, f"{pw.pw_name}: {ranges}")
+    line = rootless.admin_lines(pw.pw_name)[0]
+    return Finding("subordinate ids", False, f"no range of {rootless.NEEDED + 1} ids for "
+                   f"{pw.pw_name} in {' and '.join(missing)} (the guest's users while "
+                   "the tree is built)",
+                   f"an administrator adds `{line}` to /etc/subuid and /etc/subgid once")
+
+
+def check_userns() -> Finding:
+    """Unprivileged user namespaces must be allowed (DESIGN.md: they are here)."""
+    # (sysctl, its value when disabled, a value that enables it)
+    for name, off, on in (("kernel.unprivileged_userns_clone", "0", "1"),
+                          ("user.max_user_namespaces", "0", "15000")):
+        try:
+            value = Path("/proc/sys", *name.split(".")).read_text().strip()
+        except OSError:
+            continue  # not this kernel's knob
+        if value == off:
+            return Finding("user namespaces", False, f"disabled ({name} = {off})",
+                           f"an administrator runs `sysctl -w {name}={on}` (and keeps it "
+                           "in /etc/sysctl.d)")
+    return Finding("user namespaces", True, "unprivileged user namespaces allowed")
+
+
+def check_kvm_access() -> Finding:
+    """QEMU runs as the user: KVM only when the user may open /dev/kvm."""
+    if not os.path.exists("/dev/kvm"):
+        return Finding("kvm access", True, "no /dev/kvm: guests run under TCG",
+                       required=False)
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return Finding("kvm access", True, "/dev/kvm is usable by this user", required=False)
+    import grp
+    import pwd
+
+    st = os.stat("/dev/kvm")
+    name = pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    if group == "root" or not st.st_mode & 0o060:
+        fix = ("an administrator makes /dev/kvm group kvm, mode 0660 (Debian's udev rule), "
+               f"and runs `usermod -aG kvm {name}`")
+    else:
+        fix = f"an administrator runs `usermod -aG {group} {name}` (then log in again)"
+    return Finding("kvm access", False, "/dev/kvm is not usable by this user: guests run "
+                   "under TCG (slower)", fix, required=False)
+
+
+def user_checks() -> list[Finding]:
+    """What a normal user's build and boot need that only an administrator can give."""
+    if os.geteuid() == 0:
+        return []
+    return [check_subids(), check_userns(),
+            check_program("newuidmap", "uidmap", "maps the subordinate ids"),
+            check_kvm_access()]
 
 
 def _unique_by_device(places: Iterable[Path]) -> list[Path]:
@@ -255,6 +326,7 @@ def run_checks(lab: LabSpec) -> list[Finding]:
     findings.append(check_busybox())
     findings.append(check_keyring())
     findings.append(check_root())
+    findings += user_checks()
     findings += [check_kvm(a) for a in arches]
     findings += [f for a in arches for f in check_foreign_build(a)]
     xattr_shares = [s.path for g in lab.guests for s in g.all_shares

@@ -233,7 +233,10 @@ def extract_deb(deb: Path, dest: Path) -> None:
             if m.islnk():
                 m.linkname = m.linkname.removeprefix("./")
             try:
-                tar.extract(m, root, set_attrs=True, filter="fully_trusted")
+                # members are checked above; Debian 12's python3.11 (3.11.2) predates
+                # extract's `filter` (3.11.4) and behaves as fully_trusted without it
+                extra = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
+                tar.extract(m, root, set_attrs=True, **extra)  # type: ignore[arg-type]
             except OSError as exc:
                 raise KernelError(f"extracting {m.name} from {deb} failed: {exc}",
                                   hint="check free space and permissions at " + str(dest)

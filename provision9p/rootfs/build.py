@@ -25,7 +25,7 @@ from provision9p.errors import BuildError, HostError
 from provision9p.host.doctor import check_user_xattrs
 from provision9p.lab.model import GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
-from provision9p.rootfs import foreign, keys, overlay
+from provision9p.rootfs import foreign, keys, overlay, rootless
 from provision9p.rootfs.builder import Pin
 from provision9p.rootfs.debootstrap import base_key, refuse_foreign
 from provision9p.rootfs.guest_kernel import (
@@ -138,6 +138,13 @@ def check_host_ready(target: Target) -> SecurityModel:
 def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | None = None,
                 hook_key: str = "") -> BuildResult:
     """Build (or keep) the guest's root tree, kernel and initramfs."""
+    # A normal user: the same build, in a user namespace; an image unpacks straight into
+    # the security model's form, which needs none (image/unpack.py).
+    if rootless.needed() and target.guest.rootfs.image is None:
+        seen = target.in_user_namespace()  # QEMU's user looked up out here, as the user
+        hook = rootless.with_devices(tree_hook)
+        return rootless.run(lambda: build_guest(seen, force=force, tree_hook=hook,
+                                                hook_key=hook_key))
     start = time.monotonic()
     lab, guest, st = target.lab, target.guest, target.state
     run_as = target.run_as
@@ -154,6 +161,9 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
 
         return BuildResult(guest.name, True, build_from_image(target, the_plan.fingerprint), {})
     use_overlay = guest.rootfs.layout == "overlay"
+    if use_overlay and rootless.inside():
+        raise BuildError("rootfs.layout: overlay needs root (its mount would end with "
+                         "the build's user namespace)", hint="use rootfs.layout: copy")
     if use_overlay and model_of(guest.root).name != "mapped-xattr":
         raise BuildError(f"rootfs.layout: overlay works with a mapped-xattr root only, not "
                          f"{guest.root.security_model}",
@@ -230,11 +240,11 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                 t0 = time.monotonic()
                 with ui.step(f"{guest.name}: {model.name} metadata for QEMU as {run_as.name}"):
                     if layers is not None:
-                        overlay.convert_upper(layers, model, run_as.uid, run_as.gid,
+                        overlay.convert_upper(layers, model, run_as.file_uid, run_as.file_gid,
                                               guest.rootfs.capabilities)
                     else:
-                        report = model.convert(staging, host_uid=run_as.uid,
-                                               host_gid=run_as.gid,
+                        report = model.convert(staging, host_uid=run_as.file_uid,
+                                               host_gid=run_as.file_gid,
                                                capabilities=guest.rootfs.capabilities)
                         ui.info(f"    {report}")
                 timed("convert", t0)
@@ -268,6 +278,9 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
 
 def _copy_tree(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
+    if (src / rootless.BASE_TAR).is_file():  # a normal user's base (rootfs/rootless.py)
+        rootless.extract_base(src, dest)
+        return
     proc = subprocess.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(dest)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -300,4 +313,4 @@ def _prepare_extra_shares(guest: GuestSpec, run_as: RunAs) -> None:
             share.path.mkdir(parents=True)
         except FileExistsError:
             continue  # a directory several guests share, made by another guest's build
-        model_of(share).new_share_dir(share.path, run_as.uid, run_as.gid)
+        model_of(share).new_share_dir(share.path, run_as.file_uid, run_as.file_gid)

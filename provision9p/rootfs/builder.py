@@ -29,6 +29,7 @@ from pathlib import Path
 from provision9p import paths, ui
 from provision9p.errors import BuildError, HostError, MirrorError
 from provision9p.host.release import keyrings
+from provision9p.rootfs import rootless
 
 BUILDER_ENV = "PROVISION9P_BUILDER"
 BUILDERS = ("mmdebstrap", "debootstrap")
@@ -96,7 +97,11 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
                         "(or `provision9p doctor --install`)")
     if os.geteuid() != 0:
         raise HostError(f"{builder} needs root to build a root tree",
-                        hint="run the build as root (QEMU itself will not need root)")
+                        hint="run the build as root, or as a user with /etc/subuid lines "
+                             "(rootfs/rootless.py)")
+    if rootless.inside() and builder != "mmdebstrap":
+        raise HostError(f"{builder} cannot build a root tree as a normal user",
+                        hint="install mmdebstrap, or unset PROVISION9P_BUILDER")
     if builder == "debootstrap":
         if req.pins:
             raise BuildError("debootstrap cannot install a lock's versions",
@@ -118,10 +123,14 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
 def _build(builder: str, req: TreeRequest, target: Path, argv: list[str]) -> None:
     ui.info(f"    {builder} {req.suite}/{req.arch} ({req.variant}) from {req.mirror}")
     start = time.monotonic()
-    rc, tail = _run(argv, start)
+    # A tarball is assembled in mmdebstrap's temporary directory: in the staging dir, a
+    # killed build's leftovers (the namespace's files) go with it, and the .debs' hard
+    # links stay on one file system.
+    env = {**os.environ, "TMPDIR": str(target)} if rootless.inside() else None
+    rc, tail = _run(argv, start, env)
     if rc != 0:
         _raise_for(builder, rc, tail, target)
-    if builder == "mmdebstrap":
+    if builder == "mmdebstrap" and not rootless.inside():
         _keep_debs(target)
     ui.info(f"    {builder} finished in {time.monotonic() - start:.0f} s")
 
@@ -144,8 +153,13 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path, extra_sources: Sequence[str
     # apt re-checks each cached .deb against the signed index before using it
     sync_in = (f'mkdir -p "$1/var/cache/apt/archives" && '
                f'cp -al {shlex.quote(str(cache))}/. "$1/var/cache/apt/archives/"')
+    # A normal user's base is a tarball (rootfs/rootless.py): a tree would leave files
+    # of its subordinate ids in the cache. unshare mode as (namespace) root needs no
+    # device nodes, which the namespace could not make.
+    user = rootless.inside()
     argv = [
-        "mmdebstrap", "--mode=root", f"--variant={_mm_variant(req.variant)}",
+        "mmdebstrap", f"--mode={'unshare' if user else 'root'}",
+        f"--variant={_mm_variant(req.variant)}",
         f"--architectures={req.arch}", f"--components={','.join(req.components)}",
         f"--include={','.join(req.packages)}",
         # debootstrap's merged /usr (usr-is-merged), not the usrmerge package with perl
@@ -154,15 +168,20 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path, extra_sources: Sequence[str
         f"--setup-hook={sync_in}",
         # the .debs go to our cache after the build, see _keep_debs; the package lists
         # stay, as debootstrap leaves them: tree-phase `apt: name=...` works offline
-        "--skip=cleanup/apt",
+        # (a tarball keeps the lists only: its .debs cannot be hard-linked out)
+        "--skip=cleanup/apt/lists" if user else "--skip=cleanup/apt",
     ]
     if req.pins:
         prefs = shlex.quote(preferences(req.pins))
         argv += [f'--setup-hook=printf %s {prefs} > "$1/{PREFERENCES}"',
                  f'--customize-hook=rm -f "$1/{PREFERENCES}"']
     argv += extra_hooks
+    if user:  # _keep_debs' work, before mmdebstrap's cleanup removes them from the tarball
+        argv.append(f'--customize-hook=cp -ln "$1"/var/cache/apt/archives/*.deb '
+                    f'{shlex.quote(str(cache))}/ 2>/dev/null || true')
     argv += [f"--keyring={k}" for k in keyrings()]
-    return [*argv, req.suite, str(target), req.mirror, *extra_sources]
+    out = target / rootless.BASE_TAR if user else target
+    return [*argv, req.suite, str(out), req.mirror, *extra_sources]
 
 
 def _mm_variant(variant: str) -> str:
@@ -226,9 +245,11 @@ _MM_PHASE = re.compile(r"^I: (downloading|extracting|installing|cleaning|"
                        r"creating|setting up)")
 
 
-def _run(argv: Sequence[str], start: float) -> tuple[int, list[str]]:
+def _run(argv: Sequence[str], start: float,
+         env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     """Run a builder, showing its phases; (exit status, its last lines)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env,
                             errors="replace", preexec_fn=_die_with_parent)
     assert proc.stdout is not None
     tail: list[str] = []

@@ -20,6 +20,7 @@ from provision9p import paths, ui
 from provision9p.errors import BuildError
 from provision9p.host.mirror import cache_entry_lock, check_space
 from provision9p.lab.model import RootfsSpec
+from provision9p.rootfs import rootless
 from provision9p.rootfs.builder import (
     Pin,
     TreeRequest,
@@ -60,6 +61,8 @@ def base_key(spec: RootfsSpec, debian_arch: str, mirror: str,
     if pins:  # a lock's versions (image/pins.py); an unlocked key stays as it was
         inputs["pins"] = hashlib.sha256(json.dumps(sorted(
             (p.name, p.architecture, p.version) for p in pins)).encode()).hexdigest()
+    if rootless.active():  # a tarball, not a tree (rootfs/rootless.py)
+        inputs["form"] = rootless.BASE_TAR
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return f"{spec.suite}-{debian_arch}-{spec.variant}-{digest}", inputs
 

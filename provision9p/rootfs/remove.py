@@ -6,7 +6,7 @@ modules layers stay in the cache for the other guests.
 
 from __future__ import annotations
 
-from provision9p.rootfs import overlay
+from provision9p.rootfs import overlay, rootless
 from provision9p.rootfs.safe_fs import clean_stale_staging, remove_tree
 from provision9p.target import Target
 
@@ -14,6 +14,8 @@ from provision9p.target import Target
 def remove_guest(target: Target) -> list[str]:
     """Delete what a build made for the guest; what was removed, for the message."""
     target.require_stopped("removing its tree would pull the root from under it")
+    if rootless.needed():  # a killed build's staging tree has files of the user's subuids
+        return rootless.run(lambda: remove_guest(target))
     root = target.guest.root.path
     gone: list[str] = []
     clean_stale_staging(root)

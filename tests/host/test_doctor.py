@@ -96,7 +96,7 @@ def test_disk_and_root(tmp_path: Path) -> None:
     assert check_disk(tmp_path / "x", minimum=1).ok
     low = check_disk(tmp_path / "x", minimum=2**62)
     assert not low.ok and not low.required and "GiB free" in low.detail
-    assert check_root().ok == (os.geteuid() == 0)
+    assert check_root().ok  # a normal user builds in a user namespace (rootless.py)
 
 
 def run_doctor(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
