@@ -106,6 +106,9 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
 
+AUTH_TIMEOUT = 60.0
+
+
 def open_client(target: Target, port: int, timeout: float = 10.0,
                 attempts: int = 3, sock: socket.socket | None = None) -> paramiko.SSHClient:
     """A logged-in client; a handshake that breaks off (sshd reloading) is retried.
@@ -129,10 +132,13 @@ def _open_client(target: Target, port: int, timeout: float,
     where = f"{target.name} on 127.0.0.1:{port}"
     hint = "is it running? `provision9p status`"
     try:
+        # A wrong key is refused at once; only a guest too slow to answer (a loaded host
+        # under TCG) runs into auth_timeout, which paramiko reports as an authentication
+        # failure. So it is generous, rather than told apart by its message.
         client.connect("127.0.0.1", port=port, username="root",
                        key_filename=str(target.client_key), look_for_keys=False,
                        allow_agent=False, timeout=timeout, banner_timeout=timeout,
-                       auth_timeout=timeout, sock=sock)
+                       auth_timeout=max(timeout, AUTH_TIMEOUT), sock=sock)
     except ConnectError:
         client.close()
         raise

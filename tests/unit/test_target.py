@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,41 @@ def test_another_host_key_is_refused_without_retry(lab: LabSpec) -> None:
     finally:
         srv.close()
     assert len(accepted) == 1
+
+
+def test_a_slow_login_is_waited_for_not_taken_for_a_wrong_key(lab: LabSpec) -> None:
+    """A real SSH server that takes longer than the connect timeout to accept the key,
+    as a guest under TCG on a loaded host does: the login still succeeds."""
+    import io
+
+    a = resolve(lab, lab.guest("a"))
+    host = keys.generate("host")
+    a.state.write_host_key(host.public_line)
+    keys.lab_client_key(a.client_key)
+    server_key = paramiko.Ed25519Key.from_private_key(
+        io.StringIO(host.private_openssh.decode()))
+
+    class Slow(paramiko.ServerInterface):
+        def get_allowed_auths(self, username: str) -> str:
+            return "publickey"
+
+        def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+            time.sleep(3)  # longer than the timeout given below
+            return paramiko.AUTH_SUCCESSFUL
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = srv.accept()
+            t = paramiko.Transport(conn)
+            t.add_server_key(server_key)
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                t.start_server(server=Slow())
+                t.join(30)
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        client = open_client(a, srv.getsockname()[1], timeout=1, attempts=1)
+        client.close()
+    finally:
+        srv.close()
