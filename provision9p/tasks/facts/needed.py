@@ -1,7 +1,8 @@
 """Whether a play can read the facts gathered at its start, decided before it runs.
 
-Gathering costs the guest one heavy command (a shell, grep, awk, ip, systemctl, stat),
-1-4 s under TCG right after boot, and the default lab's roles read no fact. A play
+Gathering costs the guest one heavy command (a shell, grep, awk, ip, systemctl, stat):
+2-20 s under TCG right after boot (bench/results/roles-over-ssh.md), and the default
+lab's roles read no fact. A play
 skips it only when that is provable from what it could ever render: every file of
 its roles (tasks, handlers, templates, vars, defaults, meta), the task files it imports
 from elsewhere, the lab's vars and the extra vars. Anything whose text is not known
