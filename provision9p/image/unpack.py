@@ -4,6 +4,12 @@ For mapped-xattr the owners, modes and devices of the tar headers go straight in
 QEMU's `user.virtfs.*` xattrs of files the given host user owns: no chown of the guest's
 owners and no second pass, so it works for a non-root user too. Every member has been
 checked by the Reader before it is created, and the stores never follow a symlink.
+
+Only xattrs a guest can hold over 9P are restored: user.* and POSIX ACLs. QEMU 7.2 passes
+no other namespace in any security model (hw/9pfs/9p-xattr.c: EOPNOTSUPP), so a
+`security.capability` in an archive not made by `image build` is left out with a warning
+naming the files: no guest of this tool could see it, and a non-root user cannot set it.
+A `user.virtfs.*` xattr is refused: it would overwrite QEMU's own owner and mode fields.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import Any
 
 import xattr
 
+from provision9p import ui
 from provision9p.errors import UsageError
 from provision9p.image.archive import Member, Reader
 from provision9p.image.errors import ImageError
 from provision9p.rootfs.metadata.base import MetadataStore
+from provision9p.rootfs.metadata.stores import QEMU_XATTR_PREFIX
 from provision9p.rootfs.security import SecurityModel
 
 _ACL_TAGS = {"user": (0x01, 0x02), "group": (0x04, 0x08), "mask": (0x10, 0x10),
@@ -72,6 +80,7 @@ def unpack_into(archive: Path, root: Path, model: SecurityModel, host_uid: int,
         os.chown(root, host_uid, host_gid)
     store = model.store(root, host_uid, host_gid)
     dirs: list[Member] = []
+    left_out: list[str] = []  # "path (xattr name)" a 9P guest cannot hold
     count = 0
     reader = Reader(archive)
     for m in reader:
@@ -81,11 +90,15 @@ def unpack_into(archive: Path, root: Path, model: SecurityModel, host_uid: int,
             dirs.append(m)
         else:
             _make(store, m)
-            _finish(store, m)
+            _finish(store, m, left_out)
         count += 1
     for m in reversed(dirs):  # last: making their entries changed their times
         store.record(m.path, stat.S_IFDIR | m.info.mode, m.info.uid, m.info.gid)
-        _finish(store, m)
+        _finish(store, m, left_out)
+    if left_out:
+        more = f" and {len(left_out) - 8} more" if len(left_out) > 8 else ""
+        ui.warn(f"{archive}: left out xattrs a guest cannot see over 9P (QEMU passes only "
+                f"user.* and ACLs): {', '.join(left_out[:8])}{more}")
     return count, reader.manifest
 
 
@@ -108,8 +121,9 @@ def _make(store: MetadataStore, m: Member) -> None:
         raise ImageError(f"cannot unpack {path!r}: unknown member type {info.type!r}")
 
 
-def _finish(store: MetadataStore, m: Member) -> None:
-    """The member's xattrs, ACLs and time on the host object."""
+def _finish(store: MetadataStore, m: Member, left_out: list[str]) -> None:
+    """The member's xattrs, ACLs and time on the host object; what a guest cannot hold
+    goes to `left_out`."""
     host = store.path(m.path)
     is_host_link = os.path.islink(host)
     for key, value in m.info.pax_headers.items():
@@ -123,6 +137,13 @@ def _finish(store: MetadataStore, m: Member) -> None:
                                  hint="this archive was not made by `image build`") from exc
             xattr.set(host, store.acl_names[_ACL_NAMES[key]], acl, nofollow=True)
         elif key.startswith("SCHILY.xattr."):
-            name = key.removeprefix("SCHILY.xattr.").encode()
+            name = key.removeprefix("SCHILY.xattr.").encode("utf-8", "surrogateescape")
+            if name.startswith(QEMU_XATTR_PREFIX):
+                raise ImageError(f"{m.path}: carries {name.decode()}, QEMU's own field; "
+                                 "nothing was kept",
+                                 hint="this archive was not made by `image build`")
+            if not name.startswith(b"user."):
+                left_out.append(f"{m.path or '/'} ({name.decode(errors='replace')})")
+                continue
             xattr.set(host, name, value.encode("utf-8", "surrogateescape"), nofollow=True)
     os.utime(host, (m.info.mtime, m.info.mtime), follow_symlinks=False)
