@@ -25,7 +25,8 @@ def register(sub: SubParsers) -> None:
                     help="rewrite the lock from the built trees even when one exists")
     lk.set_defaults(func=lock_command)
 
-    p = sub.add_parser("image", help="reproducible guest images: build, list, diff, remove")
+    p = sub.add_parser("image", help="reproducible guest images: build, verify, diff, "
+                                     "unpack, disk, boot, rm")
     isub = p.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="a built guest's tree as a deterministic archive")
     add_lab_option(b)
