@@ -63,7 +63,8 @@ case "$job" in
     say "mypy"
     .venv/bin/mypy
     say "pytest"
-    exec .venv/bin/python -m pytest -ra "$@"
+    # the slowest tests, so a CI log shows where its time goes
+    exec .venv/bin/python -m pytest -ra --durations=30 "$@"
     ;;
   *)
     echo "usage: ./setup.sh [up [LAB [GUEST...]] | test [PYTEST-ARGS]]" >&2
