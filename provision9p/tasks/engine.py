@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,14 +131,17 @@ def _facts_read(guest: GuestSpec, lab: LabSpec, play: Play,
                 extra_vars: dict[str, Any] | None) -> bool:
     """Can a play read this guest's gathered facts? (facts/needed.py: when none can,
     the guest is spared the facts command, the costliest of a no-change run.)"""
-    others: list[tuple[GuestSpec, Play | None]] = []
-    for other in lab.guests:
-        if other.name != guest.name:
-            try:
-                others.append((other, load_play(other, lab)))
-            except Provision9pError:
-                others.append((other, None))
-    return facts_use(guest, play, others, extra_vars) is not None
+    def others() -> Iterator[tuple[GuestSpec, Play | None]]:
+        # loaded only as facts_use asks: not at all when this play reads facts itself,
+        # and no further than the first other play that reads them through hostvars
+        for other in lab.guests:
+            if other.name != guest.name:
+                try:
+                    yield other, load_play(other, lab)
+                except Provision9pError:
+                    yield other, None
+
+    return facts_use(guest, play, others(), extra_vars) is not None
 
 
 def _bind_handlers(runner: Runner, play: Play) -> None:
