@@ -137,8 +137,10 @@ def sources(req: TreeRequest) -> Iterator[tuple[list[str], list[str]]]:
                 f"{', '.join(f'{p.name} {p.version}' for p in missing)}")
         # the source and its lists go once the packages are in: the tree's apt sees the
         # mirror only, as an unpinned build's does
+        # apt names the lists after the URI with '_' quoted as %5f, and mkdtemp's suffix
+        # may hold '_': match on the fixed prefix, which no other source carries
         hook = (f'sed -i "\\|{repo}|d" "$1/etc/apt/sources.list" && '
-                f'rm -f "$1"/var/lib/apt/lists/*{repo.name}* && rmdir "$1{repo}"')
+                f'rm -f "$1"/var/lib/apt/lists/*provision9p-lock-repo-* && rmdir "$1{repo}"')
         # mmdebstrap's own hook bind-mounts a file:// source for apt inside the chroot
         yield [f"deb [trusted=yes] file://{repo} ./"], [
             f"--hook-dir={_AUTOMOUNT}", f"--customize-hook={hook}"]

@@ -98,7 +98,8 @@ def slow():
 try:
     run_jobs([Job("a", slow), Job("b", slow), Job("c", slow)], limit=2)
 except KeyboardInterrupt:
-    print("interrupted", flush=True)
+    sys.stdout.write("interrupted\\n")  # one write, as "started" above
+    sys.stdout.flush()
     os._exit(130)  # as cli.main does: a normal exit races the daemon threads' writes
 """
 
