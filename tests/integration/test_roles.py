@@ -273,14 +273,16 @@ def _ansible_features(lab: Path, guest: str, *extra: str) -> subprocess.Complete
 
 @pytest.fixture(scope="module")
 def ansible_features(features_ans_lab: Path) -> dict[str, Any]:
-    """ansible-playbook converges the role, then finds nothing to change: its snapshot."""
+    """ansible-playbook converges the role: its snapshot.
+
+    No second ansible-playbook run to prove the role idempotent under Ansible (it cost
+    ~6 min of CI under TCG): provision9p's result equals this snapshot, and Ansible's
+    --check finds nothing to change on provision9p's result, so a role that Ansible does
+    not leave converged fails those tests anyway."""
     first = _ansible_features(features_ans_lab, "fans")
     assert first.returncode == 0, first.stdout + first.stderr
     counts = recap(first.stdout, "fans")
     assert counts["failed"] == 0 and counts["changed"] > 0, first.stdout
-    again = _ansible_features(features_ans_lab, "fans")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert recap(again.stdout, "fans")["changed"] == 0, again.stdout
     spec = load_lab(features_ans_lab)
     conn = connect(resolve(spec, spec.guest("fans")))
     try:
