@@ -37,18 +37,7 @@ def add(deb: Path) -> str:
     dest = path_of(sha)
     if dest.is_file():
         return sha
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    try:
-        try:
-            os.link(deb, tmp)
-        except OSError:  # another file system
-            with deb.open("rb") as src, tmp.open("wb") as out:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    place(deb, dest)
     return sha
 
 
@@ -73,6 +62,25 @@ def fetch(sha256: str) -> Path | None:
         path.unlink(missing_ok=True)
         return None
     return path
+
+
+def place(src: Path, dest: Path) -> Path:
+    """A stored file under another name (a hard link when it can be), e.g. where the
+    kernel fetch keeps its .debs; replaced atomically, so never half there."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:  # another file system
+            with src.open("rb") as f, tmp.open("wb") as out:
+                while chunk := f.read(1 << 20):
+                    out.write(chunk)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
 
 
 def cached_name(name: str, version: str, architecture: str) -> str:

@@ -135,7 +135,8 @@ def _kernel_entry(target: Target) -> dict[str, str]:
         entry.update(package=m.group(1), version=urllib.parse.unquote(m.group(2)),
                      architecture=m.group(3))
         deb = paths.cache_home() / "debs" / entry["source"]
-        entry["sha256"] = file_sha256(deb) if deb.is_file() else ""
+        # kept in the store too, so a build can still boot it when the mirror moved on
+        entry["sha256"] = debstore.add(deb) if deb.is_file() else ""
     return entry
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -71,28 +72,39 @@ def locked_kernel(target: Target) -> str:
     return str(kernel.get("source", "")) if kernel.get("package") else ""
 
 
-def kernel_guest(target: Target, mirror: str) -> GuestSpec:
+def kernel_guest(target: Target, mirror: str) -> tuple[GuestSpec, Path | None]:
     """The guest with its kernel package pinned to the lock's: the versioned image package
-    (linux-image-6.1.0-NN-amd64) instead of the metapackage, which follows the mirror. A
-    locked kernel the mirror no longer lists is an error (the .deb store does not serve
-    kernels yet). Unchanged without a lock, or for a kernel of the lab's own."""
+    (linux-image-6.1.0-NN-amd64) instead of the metapackage, which follows the mirror; and
+    the .deb itself when the mirror no longer lists that version but the .deb store holds
+    it (by the lock's sha256), else None (fetch it from the mirror). A locked kernel in
+    neither place is an error. Unchanged without a lock, or for a kernel of the lab's own."""
     guest = target.guest
     entry, _ = _entry(target.lab, guest) if target.pins else (None, "")
     kernel = (entry or {}).get("kernel") or {}
     name, version = kernel.get("package"), kernel.get("version")
     if guest.kernel.image is not None or not name or not version or name == guest.kernel.package:
-        return guest
+        return guest, None
+    pinned = dataclasses.replace(guest, kernel=dataclasses.replace(guest.kernel, package=name))
     found = [s.version for c in guest.rootfs.components
              for s in package_index(arch=guest.debian_arch, suite=guest.rootfs.suite,
                                     mirror=mirror, component=c).get(name, [])]
-    if found[-1:] != [version]:
-        raise LockError(f"the locked kernel {name} {version} is not on the mirror "
-                        f"({guest.rootfs.suite} at {mirror}"
-                        f"{': it has ' + found[-1] if found else ''})",
-                        hint="to move to the mirror's kernel, set the lock aside, rebuild "
-                             "(`provision9p rootfs build --force`) and run "
-                             "`provision9p lock --update`")
-    return dataclasses.replace(guest, kernel=dataclasses.replace(guest.kernel, package=name))
+    if found[-1:] == [version]:
+        return pinned, None
+    stored = debstore.fetch(str(kernel.get("sha256", "")))
+    if stored is not None:
+        ui.info(f"    from the .deb store (no longer on the mirror): {name} {version}")
+        # under the mirror's file name, the one the lock and the build record carry
+        source = Path(str(kernel.get("source", ""))).name
+        if not source.endswith(".deb"):
+            source = debstore.cached_name(name, version, guest.debian_arch)
+        return pinned, debstore.place(stored, paths.cache_home() / "debs" / source)
+    raise LockError(f"the locked kernel {name} {version} is neither on the mirror "
+                    f"({guest.rootfs.suite} at {mirror}"
+                    f"{': it has ' + found[-1] if found else ''}) nor in the .deb store "
+                    f"({debstore.store_dir()})",
+                    hint="to move to the mirror's kernel, set the lock aside, rebuild "
+                         "(`provision9p rootfs build --force`) and run "
+                         "`provision9p lock --update`; or put that .deb into the store")
 
 
 _AUTOMOUNT = "/usr/share/mmdebstrap/hooks/file-mirror-automount"
@@ -174,26 +186,67 @@ def check_tree(req: TreeRequest, tree: Path) -> None:
 
 
 @contextlib.contextmanager
-def for_roles(tree: Path, pins: Sequence[Pin]) -> Iterator[None]:
+def for_roles(tree: Path, req: TreeRequest) -> Iterator[None]:
     """The lock's versions for the tree-phase roles' `apt:` installs too (the same apt
-    preferences, in the tree while the roles run), checked afterwards. The .deb store
-    does not serve the roles: a locked version the mirror lost is an error here."""
-    if not pins:
+    preferences, in the tree while the roles run), checked afterwards. A locked version
+    the mirror no longer lists comes from the .deb store, through a flat repository
+    inside the tree that is gone again afterwards (sources, lists and files)."""
+    if not req.pins:
         yield
         return
     prefs = tree / PREFERENCES
     prefs.parent.mkdir(parents=True, exist_ok=True)
-    prefs.write_text(preferences(pins))
+    prefs.write_text(preferences(req.pins))
     try:
-        yield
+        with _store_repository(tree, req):
+            yield
     finally:
         prefs.unlink(missing_ok=True)
-    if wrong := _off_lock(pins, tree):
+    if wrong := _off_lock(req.pins, tree):
         raise BuildError("the tree-phase roles installed other versions than the lock's: " +
                          ", ".join(wrong[:12]),
-                         hint="the mirror no longer serves them; set the lock aside, rebuild "
-                              "(`provision9p rootfs build --force`) and run "
+                         hint="neither the mirror nor the .deb store has them; set the lock "
+                              "aside, rebuild (`provision9p rootfs build --force`) and run "
                               "`provision9p lock --update`")
+
+
+_TREE_REPO = "var/lib/provision9p-lock-repo"
+_TREE_SOURCE = "etc/apt/sources.list.d/provision9p-lock-repo.list"
+
+
+@contextlib.contextmanager
+def _store_repository(tree: Path, req: TreeRequest) -> Iterator[None]:
+    """The stored .debs of the pins the mirror lost, as an apt source of the tree (with
+    its lists fetched, so an install without update_cache sees it), while the roles run.
+    A pin in neither place is left to apt: the check after the roles names it."""
+    stored = [p for p in _not_on_mirror(req) if debstore.fetch(p.sha256) is not None]
+    if not stored:
+        yield
+        return
+    repo, source = tree / _TREE_REPO, tree / _TREE_SOURCE
+    try:
+        debstore.write_repository([debstore.StoredDeb(p.name, p.version, p.architecture,
+                                                      p.sha256) for p in stored],
+                                  repo, suite=req.suite)
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(f"deb [trusted=yes] file:/{_TREE_REPO} ./\n")
+        ui.info("    from the .deb store (no longer on the mirror), for the roles: "
+                f"{', '.join(f'{p.name} {p.version}' for p in stored)}")
+        # only this source's lists: the mirror's stay as the base left them
+        proc = subprocess.run(
+            ["chroot", str(tree), "apt-get", "update", "-q",
+             f"-o=Dir::Etc::sourcelist=/{_TREE_SOURCE}", "-o=Dir::Etc::sourceparts=-",
+             "-o=APT::Get::List-Cleanup=0"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError("apt could not read the .deb store's repository in the tree: "
+                             + (proc.stderr.strip() or proc.stdout.strip()),
+                             hint="report it with the lines above")
+        yield
+    finally:
+        source.unlink(missing_ok=True)
+        for lists in (tree / "var/lib/apt/lists").glob("*provision9p-lock-repo*"):
+            lists.unlink(missing_ok=True)
+        shutil.rmtree(repo, ignore_errors=True)
 
 
 def matching_base(spec: RootfsSpec, debian_arch: str, mirror: str,

@@ -27,7 +27,7 @@ from provision9p.lab.model import GuestSpec
 from provision9p.qemu_user import RunAs, check_reachable
 from provision9p.rootfs import foreign, keys, overlay, rootless
 from provision9p.rootfs.builder import Pin
-from provision9p.rootfs.debootstrap import base_key, refuse_foreign
+from provision9p.rootfs.debootstrap import base_key, refuse_foreign, tree_request
 from provision9p.rootfs.guest_kernel import (
     GuestKernel,
     initramfs_modules,
@@ -179,7 +179,8 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     t0 = time.monotonic()
     from provision9p.image.pins import kernel_guest
 
-    kernel = prepare_kernel(kernel_guest(target, mirror), mirror)  # a lock's kernel
+    kernel_spec, kernel_deb = kernel_guest(target, mirror)  # a lock's kernel
+    kernel = prepare_kernel(kernel_spec, mirror, deb=kernel_deb)
     timed("kernel", t0)
     t0 = time.monotonic()
     with ui.step(f"{guest.name}: base tree ({guest.rootfs.suite}, {guest.debian_arch})"):
@@ -224,7 +225,9 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                 if tree_hook is not None:
                     from provision9p.image.pins import for_roles
 
-                    with for_roles(tree, target.pins):  # a lock pins the roles' apt too
+                    # a lock pins the roles' apt too
+                    with for_roles(tree, tree_request(guest.rootfs, guest.debian_arch,
+                                                      mirror, target.pins)):
                         tree_hook(tree)
             timed("setup", t0)
             if kernel.needs_initramfs or guest.kernel.initramfs == "always":

@@ -33,8 +33,11 @@ class GuestKernel:
         return self.report.verdict == "initramfs"
 
 
-def prepare_kernel(guest: GuestSpec, mirror: str) -> GuestKernel:
-    """Fetch or locate the guest's kernel and refuse one that cannot boot a 9P root."""
+def prepare_kernel(guest: GuestSpec, mirror: str, *, deb: Path | None = None) -> GuestKernel:
+    """Fetch or locate the guest's kernel and refuse one that cannot boot a 9P root.
+
+    `deb`: the kernel package's file, already at hand (a lock's kernel from the .deb
+    store); else it is fetched from the mirror."""
     spec = guest.kernel
     if spec.image is not None:
         report = check_kernel(_config_of(spec.image))
@@ -42,8 +45,8 @@ def prepare_kernel(guest: GuestSpec, mirror: str) -> GuestKernel:
         kernel = GuestKernel(spec.image, release, spec.modules, report, str(spec.image))
     else:
         package = spec.package or ARCHES[guest.arch][2]
-        deb = fetch_package(package, arch=guest.debian_arch, suite=guest.rootfs.suite,
-                            mirror=mirror)
+        deb = deb or fetch_package(package, arch=guest.debian_arch,
+                                   suite=guest.rootfs.suite, mirror=mirror)
         root = _extracted(deb)
         configs = sorted((root / "boot").glob("config-*"))
         images = sorted((root / "boot").glob("vmlinu[xz]-*"))

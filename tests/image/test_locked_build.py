@@ -25,8 +25,8 @@ from provision9p.image import debstore, lock, pins
 from provision9p.image.errors import LockError
 from provision9p.lab import load_lab
 from provision9p.lab.model import RootfsSpec
-from provision9p.rootfs.builder import Pin
-from provision9p.rootfs.debootstrap import base_key, base_tree
+from provision9p.rootfs.builder import Pin, TreeRequest
+from provision9p.rootfs.debootstrap import base_key, base_tree, tree_request
 from provision9p.rootfs.metadata.stores import PlainStore
 from provision9p.target import resolve
 
@@ -171,19 +171,39 @@ def test_tree_phase_apt_is_pinned_and_checked(base: Path, mirror: str, tmp_path:
     def apt(conn: TreeConnection, **args: Any) -> dict[str, Any]:
         return MODULES["apt"].run(conn, coerce_args("apt", args), ctx)
 
+    def req(*locked: Pin) -> TreeRequest:
+        return tree_request(SPEC, "amd64", mirror, locked)
+
     with TreeConnection(tree, PlainStore(tree), "g") as conn:
-        with pins.for_roles(tree, (Pin("hello", real, "amd64", ""),)):
+        with pins.for_roles(tree, req(Pin("hello", real, "amd64", ""))):
             assert (tree / PREFERENCES).read_text().startswith("Package: hello\n")
             assert apt(conn, name="hello")["changed"]
         assert pins.installed_versions(tree)["hello"] == real
         assert not (tree / PREFERENCES).exists()
         apt(conn, name="hello", state="absent")
         with pytest.raises(BuildError) as err, \
-                pins.for_roles(tree, (Pin("hello", "0.0-gone", "amd64", ""),)):
+                pins.for_roles(tree, req(Pin("hello", "0.0-gone", "amd64", ""))):
             apt(conn, name="hello")
-    assert f"hello {real} (locked 0.0-gone)" in err.value.message
-    assert "lock --update" in (err.value.hint or "")
-    assert not (tree / PREFERENCES).exists()
+        assert f"hello {real} (locked 0.0-gone)" in err.value.message
+        assert "lock --update" in (err.value.hint or "")
+        assert not (tree / PREFERENCES).exists()
+        # a version the mirror lost, kept in the .deb store: the roles' apt gets it there
+        gone = f"{real}+p9store1"
+        deb = fetch_package("hello", arch="amd64", suite="bookworm", mirror=mirror)
+        sha = debstore.add(_repack(deb, gone, tmp_path))
+        lists = set(os.listdir(tree / "var/lib/apt/lists"))
+        apt(conn, name="hello", state="absent")  # the failed try above installed the mirror's
+        try:
+            with pins.for_roles(tree, req(Pin("hello", gone, "amd64", sha))):
+                assert apt(conn, name="hello")["changed"]
+            assert pins.installed_versions(tree)["hello"] == gone
+            # no trace of the store's repository: sources, lists, files
+            assert set(os.listdir(tree / "var/lib/apt/lists")) == lists
+            assert not (tree / "var/lib/provision9p-lock-repo").exists()
+            assert not [f for f in os.listdir(tree / "etc/apt/sources.list.d")
+                        if "provision9p" in f]
+        finally:
+            debstore.path_of(sha).unlink(missing_ok=True)
 
 
 def test_the_locked_kernel_is_fetched_or_refused(locked_lab: tuple[Path, dict[str, Any]],
@@ -197,16 +217,51 @@ def test_the_locked_kernel_is_fetched_or_refused(locked_lab: tuple[Path, dict[st
     assert image is not None and image.name != "linux-image-amd64"
     for version in (image.version, "0.0-gone"):
         source = f"{image.name}_{version}_amd64.deb"
-        kernel = {"release": "", "source": source, "package": image.name, "version": version}
+        kernel = {"release": "", "source": source, "package": image.name, "version": version,
+                  "sha256": "0" * 64}
         lock.write(lock.lock_path(lab), lab, {"web": {**entry, "kernel": kernel}})
         target = resolve(lab, lab.guest("web"))
         if version == image.version:  # the versioned package, not the moving metapackage
-            assert pins.kernel_guest(target, mirror).kernel.package == image.name
+            guest, deb = pins.kernel_guest(target, mirror)
+            assert guest.kernel.package == image.name and deb is None  # from the mirror
             assert target.guest.kernel.package == "linux-image-amd64"  # the lab as it is
             assert pins.locked_kernel(target) == source  # a guest built from another: stale
             continue
         with pytest.raises(LockError) as err:
             pins.kernel_guest(target, mirror)
         assert err.value.exit_code == 2
-        assert f"locked kernel {image.name} 0.0-gone is not on the mirror" in err.value.message
+        assert f"locked kernel {image.name} 0.0-gone is neither on the mirror" in \
+            err.value.message
         assert f"it has {image.version}" in err.value.message
+
+
+def test_the_store_serves_a_locked_kernel_the_mirror_lost(
+        locked_lab: tuple[Path, dict[str, Any]], mirror: str) -> None:
+    """The mirror's kernel .deb, locked under a version the index never listed (as after
+    the mirror moved on): the build takes the stored file, and it boots-checks as the
+    mirror's would."""
+    from provision9p import paths
+    from provision9p.rootfs.guest_kernel import prepare_kernel
+
+    lab_file, entry = locked_lab
+    lab = load_lab(lab_file)
+    real = fetch_package("linux-image-amd64", arch="amd64", suite="bookworm", mirror=mirror)
+    name = real.name.split("_")[0]
+    source = f"{name}_0.0-p9store1_amd64.deb"
+    sha = debstore.add(real)
+    kernel = {"release": "", "source": source, "package": name, "version": "0.0-p9store1",
+              "sha256": sha}
+    lock.write(lock.lock_path(lab), lab, {"web": {**entry, "kernel": kernel}})
+    target = resolve(lab, lab.guest("web"))
+    placed = paths.cache_home() / "debs" / source
+    extracted = paths.cache_home() / "kernels" / placed.stem
+    try:
+        guest, deb = pins.kernel_guest(target, mirror)
+        assert guest.kernel.package == name and deb == placed
+        assert debstore.file_sha256(placed) == sha
+        assert pins.locked_kernel(target) == source  # what the build record will name
+        kernel_of = prepare_kernel(guest, mirror, deb=deb)
+        assert kernel_of.source == source and kernel_of.report.verdict == "initramfs"
+    finally:
+        placed.unlink(missing_ok=True)
+        shutil.rmtree(extracted, ignore_errors=True)
