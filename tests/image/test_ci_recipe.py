@@ -57,6 +57,7 @@ def test_the_ci_recipe_as_written(workdir: Path) -> None:
     env = {**os.environ, "PROVISION9P_HOME": str(workdir / "home"),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     digest = ""
+    cold: dict[str, str] | None = None
     try:
         first = _run(repo / "ci.sh", env)
         assert first.returncode == 1, first.stdout + first.stderr
@@ -80,10 +81,44 @@ def test_the_ci_recipe_as_written(workdir: Path) -> None:
         report = (repo / "report.xml").read_text()
         assert 'failures="0"' in report and "<testcase" in report
         assert re.search(r"app\s+data\s+.*ok", second.stdout), second.stdout
+
+        # Another machine: a clean clone of what was committed (lab, lock, digest), an
+        # empty cache and home. No cache holds the image, so the branch that builds it
+        # runs: a build pinned by the lock must give the digest the first, unpinned build
+        # gave. Only the downloaded .debs are carried over (as a CI cache of them would),
+        # to spare the mirror; no base tree, kernel, image or .deb store.
+        clone = workdir / "clone"
+        shutil.copytree(CI, clone)
+        for name in ("build.lock", "ci.yml"):
+            shutil.copy(repo / name, clone / name)
+        cache = workdir / "cache"
+        _seed_downloads(cache)
+        cold = {**env, "PROVISION9P_CACHE": str(cache), "PROVISION9P_HOME": str(workdir / "h2")}
+        third = _run(clone / "ci.sh", cold)
+        out = third.stdout + third.stderr
+        assert third.returncode == 0, out
+        assert "package versions from build.lock" in out, out  # the build was pinned
+        assert (clone / ".provision9p" / "guests" / "base" / "build.json").is_file()
+        assert 'failures="0"' in (clone / "report.xml").read_text()
     finally:
-        subprocess.run([str(Path(sys.executable).parent / "provision9p"), "-f",
-                        str(repo / "ci.yml"), "down", "--timeout", "5"], env=env,
-                       capture_output=True)
+        for where, run_env in ((repo, env), (workdir / "clone", cold)):
+            if where.is_dir() and run_env is not None:
+                subprocess.run([str(Path(sys.executable).parent / "provision9p"), "-f",
+                                str(where / "ci.yml"), "down", "--timeout", "5"],
+                               env=run_env, capture_output=True)
         if digest:  # the image store is the shared cache's
             subprocess.run([str(Path(sys.executable).parent / "provision9p"), "image", "rm",
                             digest], env=env, capture_output=True)
+
+
+def _seed_downloads(cache: Path) -> None:
+    """The shared cache's downloaded .debs (hard links), nothing built from them."""
+    from provision9p import paths
+
+    shared = paths.cache_home()
+    (cache / "debs").mkdir(parents=True)
+    for sub in ("mmdebstrap-debs",):
+        if (shared / sub).is_dir():
+            subprocess.run(["cp", "-al", str(shared / sub), str(cache / sub)], check=True)
+    for deb in (shared / "debs").glob("*.deb"):
+        os.link(deb, cache / "debs" / deb.name)
