@@ -170,6 +170,9 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path, extra_sources: Sequence[str
         # stay, as debootstrap leaves them: tree-phase `apt: name=...` works offline
         # (a tarball keeps the lists only: its .debs cannot be hard-linked out)
         "--skip=cleanup/apt/lists" if user else "--skip=cleanup/apt",
+        # mmdebstrap deletes the essential set's .debs it downloaded: keep them, so they
+        # reach the cache (no download next time) and the .deb store (a lock's promise)
+        "--skip=essential/unlink",
     ]
     if req.pins:
         prefs = shlex.quote(preferences(req.pins))
