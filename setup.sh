@@ -10,7 +10,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils debootstrap busybox-static cpio zstd xz-utils
   openssh-client python3-venv acl attr iproute2 ca-certificates gpgv debian-archive-keyring
   vde2 mmdebstrap uidmap libvirt-clients libxml2-utils
-  qemu-system-arm qemu-user-static binfmt-support
+  qemu-system-arm qemu-user-static binfmt-support arch-test  # arch-test: mmdebstrap, foreign trees
   kmod  # depmod, for virtme-ng in bench/virtme_ng.py (a bench dependency only)
 )
 

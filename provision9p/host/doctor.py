@@ -125,7 +125,9 @@ def check_foreign_build(arch: str) -> list[Finding]:
         return [Finding(f"{arch} root tree", True, "built natively", required=False)]
     found = [check_program(f"qemu-{arch}-static", "qemu-user-static",
                            f"runs {debian_arch} programs while the tree is built"),
-             check_program("update-binfmts", "binfmt-support", "registers qemu-user")]
+             check_program("update-binfmts", "binfmt-support", "registers qemu-user"),
+             check_program("arch-test", "arch-test",
+                           "mmdebstrap refuses a foreign architecture without it")]
     emu = binfmt.emulation(debian_arch)
     found.append(Finding(f"{arch} root tree", emu.ok, emu.detail, "" if emu.ok else emu.fix,
                          required=True))

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -80,11 +81,18 @@ def refuse_foreign(debian_arch: str) -> None:
     from provision9p.host.binfmt import emulation
 
     emu = emulation(debian_arch)
-    if emu.ok:
-        return
-    raise BuildError(f"{debian_arch} root trees cannot be built on this "
-                     f"{host_debian_arch()} host: {emu.detail}",
-                     hint=f"{emu.fix}; then build again")
+    if not emu.ok:
+        raise BuildError(f"{debian_arch} root trees cannot be built on this "
+                         f"{host_debian_arch()} host: {emu.detail}",
+                         hint=f"{emu.fix}; then build again")
+    if emu.detail != "native" and shutil.which("arch-test") is None \
+            and choose_builder(require=False) == "mmdebstrap":
+        # mmdebstrap's own check, which it makes only after its downloads
+        raise BuildError(f"{debian_arch} root trees cannot be built on this "
+                         f"{host_debian_arch()} host: mmdebstrap needs arch-test for a "
+                         "foreign architecture",
+                         hint="apt-get install arch-test (or `provision9p doctor --install`)"
+                              "; then build again")
 
 
 def base_tree(spec: RootfsSpec, debian_arch: str, mirror: str,

@@ -57,12 +57,38 @@ def _refused(tmp_path: Path) -> None:
 
 def test_doctor_names_what_a_foreign_tree_needs() -> None:
     found = {f.name: f for f in check_foreign_build("aarch64")}
-    assert set(found) == {"qemu-aarch64-static", "update-binfmts", "aarch64 root tree"}
+    assert set(found) == {"qemu-aarch64-static", "update-binfmts", "arch-test",
+                          "aarch64 root tree"}
     for name, package in (("qemu-aarch64-static", "qemu-user-static"),
-                          ("update-binfmts", "binfmt-support")):
+                          ("update-binfmts", "binfmt-support"), ("arch-test", "arch-test")):
         assert found[name].ok or found[name].package == package
     tree = found["aarch64 root tree"]
     assert tree.required and tree.ok == emulation("arm64").ok
     assert tree.ok or "update-binfmts --enable qemu-aarch64" in tree.fix
     native = check_foreign_build("x86_64")
     assert [(f.name, f.ok) for f in native] == [("x86_64 root tree", True)]
+
+
+def test_foreign_build_without_arch_test_is_refused_before_download(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mmdebstrap checks for arch-test only after its downloads; we refuse first."""
+    from provision9p.errors import BuildError
+    from provision9p.rootfs.debootstrap import refuse_foreign
+
+    if not emulation("arm64").ok:
+        pytest.skip("qemu-aarch64 is not registered with binfmt_misc here")
+    assert shutil.which("mmdebstrap"), "setup.sh installs mmdebstrap"
+    # this host's programs, arch-test left out
+    for d in ("/usr/local/bin", "/usr/sbin", "/usr/bin"):
+        for prog in Path(d).iterdir():
+            link = tmp_path / prog.name
+            if prog.name != "arch-test" and not os.path.lexists(link):
+                link.symlink_to(prog)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BuildError) as err:
+        refuse_foreign("arm64")
+    assert "mmdebstrap needs arch-test" in err.value.message
+    assert "apt-get install arch-test" in (err.value.hint or "")
+    monkeypatch.setenv("PATH", os.environ["PATH"] + os.pathsep + "/usr/bin")
+    if shutil.which("arch-test"):
+        refuse_foreign("arm64")  # with it, nothing to refuse
