@@ -19,6 +19,7 @@ from provision9p import ui
 from provision9p.image import store as image_store
 from provision9p.image.errors import ImageError
 from provision9p.image.unpack import unpack_into
+from provision9p.lab.network import network_file
 from provision9p.rootfs import keys
 from provision9p.rootfs.build import check_host_ready
 from provision9p.rootfs.guest_setup import fstab
@@ -56,6 +57,8 @@ def build_from_image(target: Target, fingerprint: str) -> float:
         stages["unpack"] = round(time.monotonic() - t0, 2)
         tree = model.store(staging, run_as.uid, run_as.gid)
         _own(tree, guest.name, fstab(guest), host_key, client_pub)
+        if guest.address is not None and guest.mac is not None:
+            _lab_nic(tree, network_file(guest.mac, guest.address))
         st.build_json.unlink(missing_ok=True)
         initrd = _boot_files(tree, manifest, st.boot_dir, st.kernel, st.initrd)
     st.write_host_key(host_key.public_line)
@@ -98,6 +101,34 @@ def _own(tree: MetadataStore, name: str, fstab_text: str, host_key: keys.KeyPair
         keys_now = keys_now.rstrip(b"\n") + (b"\n" if keys_now.strip() else b"")
         tree.write_bytes("root/.ssh/authorized_keys", keys_now + client_pub.encode() + b"\n",
                          0o600, 0, 0)
+
+
+# systemd-networkd as `systemctl enable` leaves it (its [Install] section, systemd 252)
+NETWORKD_LINKS = (
+    ("etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+     "/lib/systemd/system/systemd-networkd.service"),
+    ("etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
+     "/lib/systemd/system/systemd-networkd.socket"),
+    ("etc/systemd/system/dbus-org.freedesktop.network1.service",
+     "/lib/systemd/system/systemd-networkd.service"),
+)
+
+
+def _lab_nic(tree: MetadataStore, network: str) -> None:
+    """The lab NIC's networkd config, as a built guest's tree has it (rootfs/guest_setup.py),
+    and networkd enabled: the image's source guest may have had no lab network."""
+    for rel in ("etc/systemd/network", "etc/systemd/system/multi-user.target.wants",
+                "etc/systemd/system/sockets.target.wants"):
+        try:
+            tree.lstat(rel)
+        except FileNotFoundError:
+            tree.mkdir(rel, 0o755, 0, 0)
+    tree.write_bytes("etc/systemd/network/30-lab.network", network.encode(), 0o644, 0, 0)
+    for rel, target in NETWORKD_LINKS:
+        try:
+            tree.lstat(rel)
+        except FileNotFoundError:
+            tree.symlink(target, rel, 0, 0)
 
 
 def _boot_files(tree: MetadataStore, manifest: dict[str, Any], boot_dir: Path,

@@ -1,7 +1,8 @@
 """A guest booted from an image (`rootfs.image`): built once from the shared base tree,
-locked, imaged, then a second lab's guest is made straight from the image and boots.
+locked, imaged, then a second lab's two guests are made straight from the image and boot,
+and reach each other on their lab network.
 
-One boot for the module; the image's source guest is built but never booted.
+One `up` for the module; the image's source guest is built but never booted.
 """
 
 from __future__ import annotations
@@ -40,14 +41,22 @@ def test_guest_boots_from_an_image(lab_dir: Path, p9: Any) -> None:
 
     dst = lab_dir / "fromimg"
     dst.mkdir()
+    # two guests from the image: a lab network between them, which the image's source
+    # guest (alone in its lab) never had
     (dst / "lab.yml").write_text(
-        f"name: fromimg\nguests:\n  copy:\n    memory: 768\n    boot_timeout: 900\n"
-        f"    rootfs:\n      image: {digest[:16]}\n")
+        f"name: fromimg\ndefaults:\n  memory: 768\n  boot_timeout: 900\n"
+        f"  rootfs:\n    image: {digest[:16]}\nguests:\n  copy: {{}}\n  twin: {{}}\n")
     lab2 = ["-f", str(dst / "lab.yml")]
     try:
         up = p9(*lab2, "up")
         assert up.returncode == 0, up.stdout + up.stderr
         assert "root tree from" in up.stderr + up.stdout
+        for me, other in (("copy", "twin"), ("twin", "copy")):
+            reach = p9(*lab2, "ssh", me, "--",
+                       f"timeout 60 bash -c 'until </dev/tcp/{other}.fromimg/22; do sleep 1; "
+                       f"done' && ip -4 -o addr show eth1")
+            assert reach.returncode == 0, reach.stdout + reach.stderr
+            assert "10.89.0." in reach.stdout, reach.stdout
         out = p9(*lab2, "ssh", "copy", "--", "cat", "/etc/hostname", "/etc/machine-id")
         assert out.returncode == 0, out.stderr
         hostname, machine_id = out.stdout.split()
