@@ -24,12 +24,19 @@ class QMP:
             self._sock.close()
             raise QMPError(f"cannot connect to QMP at {path}: {exc}") from exc
         self._file = self._sock.makefile("rb")
-        self._read()  # greeting
-        self.execute("qmp_capabilities")
+        try:
+            self._read()  # greeting
+            self.execute("qmp_capabilities")
+        except QMPError:
+            self.close()
+            raise
 
     def _read(self) -> dict[str, Any]:
         while True:
-            line = self._file.readline()
+            try:
+                line = self._file.readline()
+            except OSError as exc:  # a reset: QEMU exited meanwhile (a guest powering off)
+                raise QMPError(f"QEMU closed the QMP connection ({exc})") from exc
             if not line:
                 raise QMPError("QEMU closed the QMP connection")
             msg: dict[str, Any] = json.loads(line)
@@ -40,9 +47,13 @@ class QMP:
         req: dict[str, Any] = {"execute": command}
         if arguments:
             req["arguments"] = arguments
-        self._sock.sendall(json.dumps(req).encode() + b"\n")
         try:
+            self._sock.sendall(json.dumps(req).encode() + b"\n")
             reply = self._read()
+        except OSError as exc:
+            if command == "quit":
+                return None
+            raise QMPError(f"QEMU closed the QMP connection ({exc})") from exc
         except QMPError:
             if command == "quit":
                 return None
