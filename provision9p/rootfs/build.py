@@ -67,6 +67,10 @@ def busybox_path() -> Path:
                     hint="apt-get install busybox-static (or `provision9p doctor --install`)")
 
 
+def _needs_initramfs(guest: GuestSpec, kernel: GuestKernel) -> bool:
+    return kernel.needs_initramfs or guest.kernel.initramfs == "always"
+
+
 def _initramfs_busybox(guest: GuestSpec, mirror: str) -> Path:
     """The host's static busybox, or for a foreign guest one of its own arch."""
     if foreign.is_foreign(guest.debian_arch):
@@ -220,7 +224,8 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                         overlay.plain_overlay(plain_layers, root_path, staging))
                 else:
                     _copy_tree(base.path, tree)
-                setup_tree(tree, SetupInputs(guest, client_pub, host_key, lab=lab))
+                setup_tree(tree, SetupInputs(guest, client_pub, host_key, lab=lab,
+                                             initramfs=_needs_initramfs(guest, kernel)))
                 install_modules(kernel, tree, copy=not use_overlay)
                 if tree_hook is not None:
                     from provision9p.image.pins import for_roles
@@ -230,7 +235,7 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
                                                       mirror, target.pins)):
                         tree_hook(tree)
             timed("setup", t0)
-            if kernel.needs_initramfs or guest.kernel.initramfs == "always":
+            if _needs_initramfs(guest, kernel):
                 t0 = time.monotonic()
                 with ui.step(f"{guest.name}: initramfs for {kernel.release}"):
                     mods = initramfs_modules(kernel, tree)

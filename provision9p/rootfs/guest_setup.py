@@ -55,6 +55,8 @@ class SetupInputs:
     host_key: KeyPair  # the guest's ed25519 host key
     #: the guest's lab: its network's peers go into /etc/hosts (None: no lab network)
     lab: LabSpec | None = None
+    #: the guest boots through provision9p's initramfs, which configures eth0
+    initramfs: bool = True
 
 
 def fstab(guest: GuestSpec) -> str:
@@ -102,7 +104,14 @@ def setup_tree(tree: Path, inputs: SetupInputs) -> None:
     for path, text in DROP_INS.items():
         cp.write_file(tree, path, text)
     _fast_ssh_unit(tree)
-    _chroot(tree, ["systemctl", "enable", "systemd-networkd.service"])
+    # networkd only where something is left for it to configure: the lab NIC, or eth0
+    # when no initramfs of ours did. Otherwise it only re-applies eth0's address while the
+    # first login waits (bench/results/boot-speed.md: the guest settles ~2 s sooner).
+    if guest.address is not None or not inputs.initramfs:
+        _chroot(tree, ["systemctl", "enable", "systemd-networkd.service"])
+    else:
+        _chroot(tree, ["systemctl", "disable", "systemd-networkd.service",
+                       "systemd-networkd.socket"])
 
 
 def _ssh(tree: Path, inputs: SetupInputs) -> None:

@@ -89,3 +89,25 @@ def test_image_holds_no_secrets_of_the_build(two_images: tuple[Path, Path, list[
     assert all(m.info.mtime <= EPOCH for m in members.values())
     sshd = members["etc/ssh/sshd_config.d/10-provision9p.conf"].info
     assert (sshd.uid, sshd.gid, sshd.mode) == (0, 0, 0o644)  # the guest's owner, not 4321
+    # no lab NIC, and the initramfs configures eth0: nothing for networkd to do
+    assert "etc/systemd/system/multi-user.target.wants/systemd-networkd.service" \
+        not in members
+
+
+@pytest.mark.parametrize("initramfs", [False, True])
+def test_networkd_runs_where_it_has_something_to_configure(
+        tmp_path: Path, initramfs: bool) -> None:
+    """A kernel booted without our initramfs needs networkd for eth0; a lab NIC needs it
+    either way (tests/integration/test_lab_network.py boots that)."""
+    if os.geteuid() != 0:
+        pytest.fail("these tests need root (chroot), as CI has")
+    base = base_tree(RootfsSpec(packages=SUITE_PACKAGES), "amd64", host_mirror()).path
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(tree)], check=True)
+    (tmp_path / "lab.yml").write_text("name: net\nguests:\n  g: {}\n")
+    guest = load_lab(tmp_path / "lab.yml").guest("g")
+    setup_tree(tree, SetupInputs(guest, keys.generate("c").public_line, keys.generate("h"),
+                                 initramfs=initramfs))
+    wants = tree / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+    assert os.path.lexists(wants) is not initramfs
+    assert (tree / "etc/systemd/network/20-eth0.network").is_file()
