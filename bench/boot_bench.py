@@ -10,6 +10,14 @@ Usage (the guest must be built and stopped; PROVISION9P_HOME as for `up`):
   .venv/bin/python bench/boot_bench.py [-f LAB] GUEST ROUNDS VARIANT... > bench/results/x.md
 Variants: bz-pc, elf-pc, bz-microvm, elf-microvm, elf-microvm-oldssh, elf-pc-oldssh,
 elf-microvm-notimer, elf-pc-notimer, elf-microvm-tsc (tsc_early_khz=the host's).
+Further tokens, on the guest's systemd (kernel command line): `nonetd` masks
+systemd-networkd, `noudev` masks udevd and its coldplug; and `nomotd`: sshd's PAM stack
+without the dynamic motd (update-motd's scripts at every login; in the tree, undone
+afterwards).
+
+With --cmd, after the banner: `cmd`, the first command over SSH has answered (log-in
+and `true`, as `up`'s first step does); `settled`, `systemctl is-system-running --wait`
+has returned (the guest's boot jobs are done: what the roles pass competes with).
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from pathlib import Path
 from provision9p.boot.console import ConsoleWatch
 from provision9p.boot.probe import BannerProbe
 from provision9p.boot.supervisor import free_port
+from provision9p.connect.ssh import open_client
 from provision9p.lab import load_lab
-from provision9p.target import resolve
+from provision9p.target import Target, resolve
 
 # Debian's ssh.service as the first wave overrode it: after basic.target (default deps).
 OLD_SSH_UNIT = """[Unit]
@@ -52,6 +61,9 @@ Alias=sshd.service
 """
 
 MARKS = ("kernel", "initramfs", "root mounted", "init", "userspace")
+UNITS = {"nonetd": ("systemd-networkd.service", "systemd-networkd.socket"),
+         "noudev": ("systemd-udevd.service", "systemd-udev-trigger.service",
+                    "systemd-udevd-control.socket", "systemd-udevd-kernel.socket")}
 
 
 def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int) -> list[str]:
@@ -76,6 +88,9 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
                 cmdline += " no_timer_check"
             if "tsc" in parts:
                 cmdline += f" tsc_early_khz={host_tsc_khz()}"
+            for token, units in UNITS.items():
+                if token in parts:
+                    cmdline += "".join(f" systemd.mask={u}" for u in units)
             out += [a, cmdline]
             continue
         if a == "-netdev":
@@ -117,8 +132,24 @@ def set_ssh_unit(root: Path, old: bool, new_text: str) -> None:
         f.write(OLD_SSH_UNIT if old else new_text)
 
 
-def boot_once(argv: list[str], user: str, run: Path, port: int, timeout: float
-              ) -> dict[str, float]:
+MOTD_LINE = "session    optional     pam_motd.so  motd=/run/motd.dynamic"
+
+
+def set_motd(root: Path, dynamic: bool) -> None:
+    """sshd's PAM stack with or without the dynamic motd, rewritten in place (same inode:
+    its mapped-xattr metadata stays)."""
+    pam = root / "etc/pam.d/sshd"
+    off = "# provision9p bench: " + MOTD_LINE
+    text = pam.read_text().replace(off, MOTD_LINE)
+    if MOTD_LINE not in text:
+        sys.exit(f"{pam} has no line {MOTD_LINE!r}")
+    with open(pam, "r+") as f:
+        f.truncate(0)
+        f.write(text if dynamic else text.replace(MOTD_LINE, off))
+
+
+def boot_once(argv: list[str], user: str, run: Path, port: int, timeout: float,
+              target: Target | None = None) -> dict[str, float]:
     pw = pwd.getpwnam(user)
     console = run / "console.log"
     console.unlink(missing_ok=True)
@@ -139,6 +170,16 @@ def boot_once(argv: list[str], user: str, run: Path, port: int, timeout: float
                     marks["ssh"] = round(time.monotonic() - start, 2)
                     break
                 time.sleep(0.02)
+        if target is not None and "ssh" in marks:
+            client = open_client(target, port, timeout=timeout)
+            try:
+                for name, command in (("cmd", "true"),
+                                      ("settled", "systemctl is-system-running --wait")):
+                    _, out, _ = client.exec_command(command, timeout=timeout)
+                    out.channel.recv_exit_status()
+                    marks[name] = round(time.monotonic() - start, 2)
+            finally:
+                client.close()
     finally:
         proc.kill()  # the QEMU this run started, by its handle
         proc.wait()
@@ -154,6 +195,8 @@ def main() -> None:
     ap.add_argument("rounds", type=int)
     ap.add_argument("variants", nargs="+")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--cmd", action="store_true",
+                    help="also time the first command and the settled boot over SSH")
     args = ap.parse_args()
     lab = load_lab(Path(args.lab) if args.lab else None)
     target = resolve(lab, lab.guest(args.guest))
@@ -172,18 +215,22 @@ def main() -> None:
     try:
         for r in range(args.rounds):
             for v in args.variants:
-                set_ssh_unit(root, "oldssh" in v.split("-"), new_unit)
+                parts = v.split("-")
+                set_ssh_unit(root, "oldssh" in parts, new_unit)
+                set_motd(root, "nomotd" not in parts)
                 port = free_port()
                 argv = variant_argv(boot.argv, v, st.boot_dir, run, port)
-                m = boot_once(argv, target.run_as.name, run, port, args.timeout)
+                m = boot_once(argv, target.run_as.name, run, port, args.timeout,
+                              target if args.cmd else None)
                 results[v].append(m)
                 print(f"round {r + 1} {v}: {m}", file=sys.stderr, flush=True)
     finally:
         set_ssh_unit(root, False, new_unit)
+        set_motd(root, True)
     load = os.getloadavg()
     print(f"{args.rounds} interleaved rounds, load average at the end {load[0]:.1f}; "
           "seconds from QEMU start, median (min-max)\n")
-    cols = [*MARKS, "ssh"]
+    cols = [*MARKS, "ssh", *(("cmd", "settled") if args.cmd else ())]
     print("| variant | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for v, runs in results.items():
