@@ -4,11 +4,11 @@ as that user (runuser inside the chroot), with that user's HOME."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scratch_tree import scratch_tree
 from tasks.roleplay import lab, play, write_role
 
 from provision9p.connect.tree import TreeConnection
@@ -28,9 +28,8 @@ def conn(tmp_path: Path) -> Iterator[TreeConnection]:
     if os.geteuid() != 0:
         pytest.fail("this test needs root (debootstrap, chroot), as CI has")
     base = base_tree(RootfsSpec(packages=SUITE_PACKAGES), "amd64", host_mirror()).path
-    root = tmp_path / "tree"
-    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(root)], check=True)
-    with TreeConnection(root, PlainStore(root), "g") as c:
+    with scratch_tree(base, tmp_path / "scratch") as root, \
+            TreeConnection(root, PlainStore(root), "g") as c:
         yield c
 
 

@@ -8,13 +8,13 @@ import functools
 import http.server
 import io
 import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scratch_tree import scratch_tree
 
 from provision9p.connect.tree import TreeConnection
 from provision9p.errors import TaskError
@@ -42,9 +42,8 @@ def base() -> Path:
 
 @pytest.fixture
 def conn(base: Path, tmp_path: Path) -> Iterator[TreeConnection]:
-    tree = tmp_path / "tree"
-    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(tree)], check=True)
-    with TreeConnection(tree, PlainStore(tree), "g") as c:
+    with scratch_tree(base, tmp_path / "scratch") as tree, \
+            TreeConnection(tree, PlainStore(tree), "g") as c:
         yield c
 
 
