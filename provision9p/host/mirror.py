@@ -390,6 +390,12 @@ def fetch_package(name: str, *, arch: str, suite: str, mirror: str,
             hint="check the package name (apt-cache search linux-image), the suite and "
                  "the architecture",
         )
+    return fetch_entry(pkg, suite=suite, mirror=mirror)
+
+
+def fetch_entry(pkg: Package, *, suite: str, mirror: str,
+                progress: DownloadProgress | None = None) -> Path:
+    """Download the .deb of one index stanza into the .deb cache, verified against it."""
     if not pkg.sha256:
         raise MirrorError(f"the Packages index of {suite} at {mirror} has no SHA256 for "
                           f"{pkg.name} {pkg.version}: it cannot be verified",
@@ -400,7 +406,8 @@ def fetch_package(name: str, *, arch: str, suite: str, mirror: str,
         if matches(dest, expected):
             return dest
         url = f"{mirror.rstrip('/')}/{pkg.filename}"
-        _download(url, dest, what=f"{pkg.name} {pkg.version}", expected=expected)
+        _download(url, dest, what=f"{pkg.name} {pkg.version}", expected=expected,
+                  progress=progress)
     return dest
 
 

@@ -9,9 +9,12 @@ is kept too, so a lock that no longer fits the lab says what changed.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -20,8 +23,13 @@ from typing import Any
 import yaml
 from debian import deb822
 
-from provision9p import paths
-from provision9p.host.mirror import package_index, signed_release
+from provision9p import paths, ui
+from provision9p.host.mirror import (
+    Package,
+    fetch_entry,
+    package_index,
+    signed_release,
+)
 from provision9p.host.release import file_sha256
 from provision9p.image import debstore
 from provision9p.image.errors import LockError
@@ -87,17 +95,17 @@ def guest_entry(target: Target, store: MetadataStore) -> dict[str, Any]:
     release = signed_release(suite=rootfs.suite, mirror=mirror)
     indexes = [package_index(arch=guest.debian_arch, suite=rootfs.suite, mirror=mirror,
                              component=c) for c in rootfs.components]
-    packages = []
+    packages, fetch = [], []
     for p in installed(store):
-        sha = ""
-        for index in indexes:
-            sha = next((s.sha256 for s in index.get(p.name, []) if s.version == p.version), "")
-            if sha:
-                break
-        sha = sha or _cached_deb_sha256(p)
+        stanza = next((s for index in indexes for s in index.get(p.name, [])
+                       if s.version == p.version), None)
+        sha = stanza.sha256 if stanza is not None else _cached_deb_sha256(p)
         _keep_in_store(p, sha)
+        if stanza is not None and debstore.fetch(sha) is None:
+            fetch.append(stanza)
         packages.append({"name": p.name, "version": p.version, "architecture": p.architecture,
                          "sha256": sha})
+    _fetch_into_store(fetch, suite=rootfs.suite, mirror=mirror)
     return {"wants": wanted(guest), "release": {"date": release.date,
                                                   "epoch": epoch_of(release.date)},
             "kernel": _kernel_entry(target), "packages": packages}
@@ -124,6 +132,24 @@ def _keep_in_store(p: Installed, sha256: str) -> None:
         if deb.is_file() and file_sha256(deb) == sha256:
             debstore.add(deb)
             return
+
+
+def _quiet(what: str, total: int) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+    """No bar per .deb: one step line says what the batch is."""
+    return contextlib.nullcontext(lambda n: None)
+
+
+def _fetch_into_store(stanzas: list[Package], *, suite: str, mirror: str) -> None:
+    """The locked .debs that no download cache holds (a base built before the essential
+    set's .debs were kept, or cleaned since), fetched now while the mirror still has them:
+    a lock promises its versions after the mirror moves on."""
+    if not stanzas:
+        return
+    with ui.step(f"keeping {len(stanzas)} locked .debs in the .deb store"), \
+            concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for deb in pool.map(lambda s: fetch_entry(s, suite=suite, mirror=mirror,
+                                                  progress=_quiet), stanzas):
+            debstore.add(deb)
 
 
 def _kernel_entry(target: Target) -> dict[str, str]:
