@@ -116,12 +116,16 @@ def main() -> None:
         vng_times: list[float] = []
         our_times: list[float] = []
         loads: list[float] = []
-        for r in range(args.rounds):
-            loads.append(os.getloadavg()[0])
-            vng_times.append(run_vng(vng, kernel))
-            our_times.append(run_ours(lab_args, args.guest))
-            print(f"round {r + 1}: virtme-ng {vng_times[-1]:.2f} s, provision9p "
-                  f"{our_times[-1]:.2f} s", file=sys.stderr, flush=True)
+        try:
+            for r in range(args.rounds):
+                loads.append(os.getloadavg()[0])
+                vng_times.append(run_vng(vng, kernel))
+                our_times.append(run_ours(lab_args, args.guest))
+                print(f"round {r + 1}: virtme-ng {vng_times[-1]:.2f} s, provision9p "
+                      f"{our_times[-1]:.2f} s", file=sys.stderr, flush=True)
+        finally:  # the guest as it was found: stopped
+            subprocess.run([sys.executable, "-m", "provision9p", *lab_args, "down",
+                            args.guest], capture_output=True)
     write(args.out, vng_times, our_times, loads, build.release)
 
 
