@@ -46,7 +46,21 @@ def dotted(path: Path_) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """Refuses nesting past MAX_DEPTH where it starts, with its line and column: PyYAML's
+    composer recurses, and letting Python's stack give out took over a second of CPU."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep: no lab file is",
+                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 # A lab file is hand-written: a few hundred nodes. Aliases may repeat a subtree, but a
