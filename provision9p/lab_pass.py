@@ -6,6 +6,10 @@ other one), so `up` rewrites it in the running guests once its own guests are up
 
 from __future__ import annotations
 
+import concurrent.futures
+from collections.abc import Collection
+
+from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
 from provision9p.lab.model import LabSpec
 from provision9p.lab.network import with_hosts_block
@@ -25,30 +29,48 @@ def running_targets(lab: LabSpec) -> list[Target]:
     return out
 
 
-def refresh(lab: LabSpec) -> list[str]:
-    """Rewrite the lab's block in each running guest where it differs; their names."""
+def write_block(conn: Connection, lab: LabSpec) -> bool:
+    """The lab's block into one guest's /etc/hosts over an open connection (SFTP: no
+    command for the guest to start); whether it changed."""
     block = lab_hosts_block(lab)
     if block is None:
+        return False
+    old = conn.read_file(HOSTS).decode()
+    new = with_hosts_block(old, lab.name, block)
+    if new == old:
+        return False
+    conn.write_file(HOSTS, new.encode(), mode=0o644)
+    return True
+
+
+def refresh(lab: LabSpec, *, done: Collection[str] = ()) -> list[str]:
+    """Rewrite the lab's block where it differs, in each running guest but those in `done`
+    (their own `up` wrote it on the roles' connection), all at once: each needs a log-in,
+    which takes seconds under TCG. The names of those whose block changed."""
+    if lab_hosts_block(lab) is None:
         return []
-    changed = []
-    for target in running_targets(lab):
+    todo = [t for t in running_targets(lab) if t.name not in done]
+
+    def one(target: Target) -> bool:
         conn = connect(target)
         try:
-            old = conn.read_file(HOSTS).decode()
-            new = with_hosts_block(old, lab.name, block)
-            if new != old:
-                conn.write_file(HOSTS, new.encode(), mode=0o644)
-                changed.append(target.name)
+            return write_block(conn, lab)
         finally:
             conn.close()
-    return changed
+
+    if not todo:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(len(todo)) as pool:
+        changed = list(pool.map(one, todo))
+    return [t.name for t, c in zip(todo, changed, strict=True) if c]
 
 
 def settle(lab: LabSpec, *, booted: set[str], switch_restarted: bool,
-           verify: bool) -> tuple[list[str], list[str]]:
+           verify: bool, hosts_done: Collection[str] = ()) -> tuple[list[str], list[str]]:
     """What `up` does for the lab as a whole once its guests are up: reconnect guests
-    that outlived a dead switch, name every guest in every /etc/hosts, and prove that
-    shared directories are shared. Returns (notes, failures)."""
+    that outlived a dead switch, name every guest in every /etc/hosts (but those in
+    `hosts_done`), and prove that shared directories are shared. Returns (notes,
+    failures)."""
     from provision9p.boot import switch
     from provision9p.verify import cross_guest
 
@@ -61,7 +83,7 @@ def settle(lab: LabSpec, *, booted: set[str], switch_restarted: bool,
         if stale:
             notes.append("switch restarted; lab NIC reconnected in "
                          + ", ".join(t.name for t in stale))
-    changed = refresh(lab)
+    changed = refresh(lab, done=hosts_done)
     if changed:
         notes.append(f"/etc/hosts names the lab's guests again in {', '.join(changed)}")
     failures: list[str] = []

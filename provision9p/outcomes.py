@@ -34,6 +34,8 @@ class GuestOutcome:
     timings: dict[str, Any] = field(default_factory=dict)
     #: the lab's own line (names and shares across guests), not a guest
     lab_wide: bool = False
+    #: its /etc/hosts got the lab's block in its own job (the lab's pass skips it)
+    hosts_written: bool = False
 
 
 class GuestsFailed(Provision9pError):

@@ -120,6 +120,7 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
             try:
                 if play:
                     _roles_over_ssh(target, conn, play, out)
+                _lab_hosts(target, conn, out)
                 # over SFTP, not `cat`: no command for the guest to start (seconds in TCG)
                 mounts = conn.read_file("/proc/self/mounts").decode(errors="replace")
             finally:
@@ -161,10 +162,12 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
     kept = boot.take_connection()
-    if play:
+    if play or lab.network.enabled:
         conn = kept or connect(target)
         try:
-            _roles_over_ssh(target, conn, play, out)
+            if play:
+                _roles_over_ssh(target, conn, play, out)
+            _lab_hosts(target, conn, out)
         finally:
             conn.close()
     elif kept is not None:
@@ -185,8 +188,18 @@ def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
     with ui.step(f"lab {lab.name}: names and shares across guests"):
         out.notes, out.checks_failed = lab_pass.settle(
             lab, booted={o.name for o in outcomes if o.booted}, switch_restarted=restarted,
-            verify=verify)
+            verify=verify, hosts_done={o.name for o in outcomes if o.hosts_written})
     return out
+
+
+def _lab_hosts(target: Target, conn: Connection, out: GuestOutcome) -> None:
+    """The lab's /etc/hosts block on the connection the roles used: no log-in of its own
+    in the lab's pass (the guests this `up` did not touch still get one there)."""
+    if not target.lab.network.enabled:
+        return
+    if lab_pass.write_block(conn, target.lab):
+        out.notes.append("/etc/hosts names the lab's guests again")
+    out.hosts_written = True
 
 
 def _roles_over_ssh(target: Target, conn: Connection, play: Play, out: GuestOutcome) -> None:

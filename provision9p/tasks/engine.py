@@ -17,6 +17,7 @@ from provision9p.connect.base import Connection
 from provision9p.connect.ssh import SSHConnection
 from provision9p.errors import Provision9pError
 from provision9p.lab.model import GuestSpec, LabSpec
+from provision9p.rootfs.guest_setup import lab_hosts_block
 from provision9p.tasks import facts as facts_mod
 from provision9p.tasks.facts.needed import facts_use
 from provision9p.tasks.filters import OMIT
@@ -81,6 +82,9 @@ def guest_vars(guest: GuestSpec, lab: LabSpec) -> dict[str, Any]:
         # the mirror the command's Target resolved once (an image guest on a host with no
         # apt sources has none: "", and the base role keeps the image's sources)
         "provision9p_mirror": guest.rootfs.mirror or "",
+        # the lab's marked /etc/hosts block ("" without a lab network), so a role that
+        # writes /etc/hosts keeps it (the base role does) instead of dropping it each run
+        "provision9p_hosts_block": lab_hosts_block(lab) or "",
         "provision9p_shares": [
             {"mount_tag": s.mount_tag, "mount": s.mount, "readonly": s.readonly,
              "security_model": s.security_model,

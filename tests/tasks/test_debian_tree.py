@@ -150,6 +150,28 @@ def test_the_default_labs_roles_converge_on_the_tree(conn: TreeConnection) -> No
     assert conn.readlink("/etc/localtime") == "/usr/share/zoneinfo/Etc/UTC"
 
 
+def test_the_base_role_keeps_the_lab_block_in_etc_hosts(conn: TreeConnection,
+                                                        tmp_path: Path) -> None:
+    """In a lab of several guests the base role writes /etc/hosts with the lab's block
+    (provision9p_hosts_block), so the lab's pass finds nothing to rewrite and the roles
+    pass nothing to change on the next `up` (before: both rewrote it on every `up`)."""
+    from provision9p.lab.network import with_hosts_block
+    from provision9p.rootfs.guest_setup import lab_hosts_block
+
+    (tmp_path / "lab.yml").write_text(
+        "name: pair\ndefaults:\n  roles: [base]\nguests:\n  one: {}\n  two: {}\n")
+    lab = load_lab(tmp_path / "lab.yml")
+    out = io.StringIO()
+    first = run_play(conn, lab.guest("one"), lab, reporter=BriefReporter("tree", out=out))
+    assert first.failed == 0, out.getvalue()
+    hosts = conn.read_file("/etc/hosts").decode()
+    block = lab_hosts_block(lab)
+    assert block is not None and "two.pair two" in block
+    assert with_hosts_block(hosts, lab.name, block) == hosts, hosts  # the pass: no change
+    again = run_play(conn, lab.guest("one"), lab, reporter=BriefReporter("tree", out=out))
+    assert again.changed == 0, out.getvalue()
+
+
 @contextlib.contextmanager
 def _serve(root: Path) -> Iterator[str]:
     """A plain HTTP server on the host's loopback for one directory."""
