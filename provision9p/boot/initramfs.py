@@ -46,9 +46,14 @@ for arg in $(cat /proc/cmdline); do
     provision9p.net=*) net="${arg#provision9p.net=}" ;;
   esac
 done
-# QEMU user networking's fixed address, so sshd answers as soon as it starts
-# (systemd-networkd keeps the same static address later). Not fatal: networkd retries.
+# QEMU user networking's fixed address, so sshd answers as soon as it starts; systemd-
+# networkd, where the tree enables it, keeps the same static address later.
 if [ -n "$net" ] && [ -e /sys/class/net/eth0 ]; then
+  # IPv4 only, as the tree's networkd file says (LinkLocalAddressing=no, IPv6AcceptRA=no):
+  # networkd may not run afterwards, and QEMU's router advertisements would add an address
+  v6=/proc/sys/net/ipv6/conf/eth0
+  [ -e "$v6/accept_ra" ] && echo 0 > "$v6/accept_ra"
+  [ -e "$v6/addr_gen_mode" ] && echo 1 > "$v6/addr_gen_mode"
   ip link set lo up
   ip link set eth0 up && ip addr add "${net%%:*}" dev eth0 && \
     ip route add default via "${net##*:}" || echo "provision9p: eth0 not configured"
