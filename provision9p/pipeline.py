@@ -120,7 +120,7 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
             try:
                 if play:
                     _roles_over_ssh(target, conn, play, out)
-                _lab_hosts(target, conn, out)
+                hosts_changed = _lab_hosts(target, conn, out)
                 # over SFTP, not `cat`: no command for the guest to start (seconds in TCG)
                 mounts = conn.read_file("/proc/self/mounts").decode(errors="replace")
             finally:
@@ -129,7 +129,7 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
                        if f" {s.mount} 9p " not in mounts]
             if missing:
                 out.checks_failed.append(f"not mounted: {', '.join(missing)}")
-            elif not out.roles_changed:
+            elif not out.roles_changed and not hosts_changed:
                 out.notes.append("running and unchanged; nothing to do")
             return out
         ui.info(f"==> {guest.name}: its build inputs changed; stopping it to rebuild")
@@ -192,14 +192,17 @@ def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
     return out
 
 
-def _lab_hosts(target: Target, conn: Connection, out: GuestOutcome) -> None:
+def _lab_hosts(target: Target, conn: Connection, out: GuestOutcome) -> bool:
     """The lab's /etc/hosts block on the connection the roles used: no log-in of its own
-    in the lab's pass (the guests this `up` did not touch still get one there)."""
+    in the lab's pass (the guests this `up` did not touch still get one there). Whether
+    the block had to be rewritten."""
     if not target.lab.network.enabled:
-        return
-    if lab_pass.write_block(conn, target.lab):
+        return False
+    changed = lab_pass.write_block(conn, target.lab)
+    if changed:
         out.notes.append("/etc/hosts names the lab's guests again")
     out.hosts_written = True
+    return changed
 
 
 def _roles_over_ssh(target: Target, conn: Connection, play: Play, out: GuestOutcome) -> None:
