@@ -50,6 +50,8 @@ def refresh(lab: LabSpec, *, done: Collection[str] = ()) -> list[str]:
     if lab_hosts_block(lab) is None:
         return []
     todo = [t for t in running_targets(lab) if t.name not in done]
+    if not todo:
+        return []
 
     def one(target: Target) -> bool:
         conn = connect(target)
@@ -58,8 +60,6 @@ def refresh(lab: LabSpec, *, done: Collection[str] = ()) -> list[str]:
         finally:
             conn.close()
 
-    if not todo:
-        return []
     with concurrent.futures.ThreadPoolExecutor(len(todo)) as pool:
         changed = list(pool.map(one, todo))
     return [t.name for t, c in zip(todo, changed, strict=True) if c]

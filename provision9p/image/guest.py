@@ -86,10 +86,7 @@ def _own(tree: MetadataStore, name: str, fstab_text: str, host_key: keys.KeyPair
         "etc/ssh/ssh_host_ed25519_key": (host_key.private_openssh, 0o600),
         "etc/ssh/ssh_host_ed25519_key.pub": (host_key.public_line + "\n", 0o644),
     }
-    try:
-        tree.lstat("root/.ssh")
-    except FileNotFoundError:
-        tree.mkdir("root/.ssh", 0o700, 0, 0)
+    _ensure_dir(tree, "root/.ssh", 0o700)
     for rel, (text, mode) in files.items():
         tree.write_bytes(rel, text if isinstance(text, bytes) else text.encode(), mode, 0, 0)
     # the lab's client key beside what the image's roles authorized
@@ -117,18 +114,26 @@ NETWORKD_LINKS = (
 def _lab_nic(tree: MetadataStore, network: str) -> None:
     """The lab NIC's networkd config, as a built guest's tree has it (rootfs/guest_setup.py),
     and networkd enabled: the image's source guest may have had no lab network."""
-    for rel in ("etc/systemd/network", "etc/systemd/system/multi-user.target.wants",
-                "etc/systemd/system/sockets.target.wants"):
-        try:
-            tree.lstat(rel)
-        except FileNotFoundError:
-            tree.mkdir(rel, 0o755, 0, 0)
+    _ensure_dir(tree, "etc/systemd/network", 0o755)
     tree.write_bytes("etc/systemd/network/30-lab.network", network.encode(), 0o644, 0, 0)
     for rel, target in NETWORKD_LINKS:
-        try:
-            tree.lstat(rel)
-        except FileNotFoundError:
+        _ensure_dir(tree, os.path.dirname(rel), 0o755)
+        if not _exists(tree, rel):
             tree.symlink(target, rel, 0, 0)
+
+
+def _exists(tree: MetadataStore, rel: str) -> bool:
+    try:
+        tree.lstat(rel)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _ensure_dir(tree: MetadataStore, rel: str, mode: int) -> None:
+    """A directory owned by root, made when missing (an existing one is left as it is)."""
+    if not _exists(tree, rel):
+        tree.mkdir(rel, mode, 0, 0)
 
 
 def _boot_files(tree: MetadataStore, manifest: dict[str, Any], boot_dir: Path,
