@@ -47,7 +47,7 @@ def ansible_playbook(lab_path: Path, guest: str, role: str, *extra: str,
     playbook = Path(sys.executable).with_name("ansible-playbook")
     return subprocess.run([str(playbook), "-i", str(work / "inventory.ini"),
                            str(work / "site.yml"), *extra],
-                          capture_output=True, text=True, env=run_env, timeout=900)
+                          capture_output=True, text=True, env=run_env, timeout=1800)
 
 
 def recap(output: str, guest: str) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """Real guests: a lab in a directory QEMU's unprivileged user can reach.
 
-Every test lab's rootfs asks for the same packages (acl, python3, python3-apt), so the
-suite debootstraps one base tree and every guest build after the first copies it.
+Most test labs' rootfs ask for the same packages (acl, python3, python3-apt), so the
+suite builds few base trees and every guest build after a base's first reuses it
+(test_roles adds sudo and cron: one more base, shared by its two modules' labs).
 """
 
 from __future__ import annotations

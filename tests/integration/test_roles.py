@@ -13,6 +13,7 @@ when provision9p cannot load the role, only the tests that need provision9p fail
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -20,6 +21,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,7 @@ defaults:
   memory: 768
   cpus: 1
   rootfs:
-    packages: [acl, python3, python3-apt]  # Ansible needs python3(-apt); one base tree
+    packages: [acl, python3, python3-apt, sudo, cron]  # one base tree for both modules
 guests:
   p9:
     roles: [compat]
@@ -55,6 +57,19 @@ PATHS = ["/srv/compat", "/srv/compat/app.conf", "/srv/compat/hello.txt",
          "/srv/compat/settings.ini", "/srv/compat/stat.txt", "/srv/compat/made-by-command",
          "/srv/compat/where.txt", "/srv/compat/handler.txt", "/etc/motd", "/etc/compat.conf",
          "/etc/sysctl.d/60-compat.conf", "/home/carol", "/usr/bin/hello"]
+
+
+# Ansible needs python3(-apt). sudo and cron are in the base because installing them
+# (with exim4, which cron recommends) took Ansible 5 of its 14 minutes on the guest
+# under TCG; the features role still installs debconf-utils, so both tools install.
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ThreadPoolExecutor]:
+    """Two ansible-playbook runs at once: each keeps one TCG guest (one host core) busy
+    and little else, so on two cores the pair takes about as long as the longer one."""
+    with ThreadPoolExecutor(2) as executor:
+        yield executor
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +115,17 @@ def snapshot(conn: SSHConnection) -> dict[str, Any]:
     return out
 
 
-def test_same_role_same_result_under_ansible_playbook(lab: Path) -> None:
-    first = ansible_playbook(lab, "ans", "compat")
+@pytest.fixture(scope="module")
+def compat_runs(lab: Path, pool: ThreadPoolExecutor
+                ) -> dict[str, Future[subprocess.CompletedProcess[str]]]:
+    """Ansible converges `ans` while its --check reads `p9`: the guests are separate."""
+    return {"converge": pool.submit(ansible_playbook, lab, "ans", "compat"),
+            "check": pool.submit(ansible_playbook, lab, "p9", "compat", "--check", "--diff")}
+
+
+def test_same_role_same_result_under_ansible_playbook(
+        lab: Path, compat_runs: dict[str, Future[subprocess.CompletedProcess[str]]]) -> None:
+    first = compat_runs["converge"].result()
     assert first.returncode == 0, first.stdout + first.stderr
     assert recap(first.stdout, "ans")["changed"] > 0
 
@@ -117,14 +141,17 @@ def test_same_role_same_result_under_ansible_playbook(lab: Path) -> None:
     assert ours == theirs
 
 
-def test_ansible_finds_nothing_to_change_on_provision9ps_guest(lab: Path) -> None:
-    res = ansible_playbook(lab, "p9", "compat", "--check", "--diff")
+def test_ansible_finds_nothing_to_change_on_provision9ps_guest(
+        compat_runs: dict[str, Future[subprocess.CompletedProcess[str]]]) -> None:
+    res = compat_runs["check"].result()
     assert res.returncode == 0, res.stdout + res.stderr
     counts = recap(res.stdout, "p9")
     assert counts["changed"] == 0 and counts["failed"] == 0, res.stdout
 
 
-def test_provision9p_finds_nothing_to_change_on_ansibles_guest(lab: Path) -> None:
+def test_provision9p_finds_nothing_to_change_on_ansibles_guest(
+        lab: Path, compat_runs: dict[str, Future[subprocess.CompletedProcess[str]]]) -> None:
+    compat_runs["converge"].result()  # on Ansible's result, not while it is being made
     spec: LabSpec = load_lab(lab)
     ans = dataclasses.replace(spec.guest("ans"), roles=(RoleRef("compat"),))
     conn = connect(resolve(spec, ans))
@@ -167,7 +194,7 @@ defaults:
   memory: 768
   cpus: 1
   rootfs:
-    packages: [acl, python3, python3-apt]
+    packages: [acl, python3, python3-apt, sudo, cron]
 guests:
   {guest}:
     roles: {roles}
@@ -272,14 +299,35 @@ def _ansible_features(lab: Path, guest: str, *extra: str) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def ansible_features(features_ans_lab: Path) -> dict[str, Any]:
+def features_converge(features_ans_lab: Path, pool: ThreadPoolExecutor
+                      ) -> Future[subprocess.CompletedProcess[str]]:
+    return pool.submit(_ansible_features, features_ans_lab, "fans")
+
+
+@pytest.fixture(scope="module")
+def features_check(features_p9_lab: Path, pool: ThreadPoolExecutor
+                   ) -> Future[subprocess.CompletedProcess[str]]:
+    """Ansible's --check on provision9p's guest, run while Ansible converges its own."""
+    return pool.submit(_ansible_features, features_p9_lab, "fp9", "--check", "--diff")
+
+
+@pytest.fixture(scope="module")
+def ansible_features(request: pytest.FixtureRequest,
+                     features_converge: Future[subprocess.CompletedProcess[str]]
+                     ) -> dict[str, Any]:
     """ansible-playbook converges the role: its snapshot.
+
+    provision9p's guest comes up, and Ansible's --check on it starts, while the converge
+    runs; when that guest fails to come up, only the tests that need it fail.
 
     No second ansible-playbook run to prove the role idempotent under Ansible (it cost
     ~6 min of CI under TCG): provision9p's result equals this snapshot, and Ansible's
     --check finds nothing to change on provision9p's result, so a role that Ansible does
     not leave converged fails those tests anyway."""
-    first = _ansible_features(features_ans_lab, "fans")
+    with contextlib.suppress(Exception):  # reported by the tests that use it
+        request.getfixturevalue("features_check")
+    first = features_converge.result()
+    features_ans_lab = request.getfixturevalue("features_ans_lab")
     assert first.returncode == 0, first.stdout + first.stderr
     counts = recap(first.stdout, "fans")
     assert counts["failed"] == 0 and counts["changed"] > 0, first.stdout
@@ -371,8 +419,8 @@ def test_features_apply_again_changes_nothing(features_p9_lab: Path, p9: Any) ->
 
 
 def test_ansible_finds_nothing_to_change_on_provision9ps_features_guest(
-        features_p9_lab: Path) -> None:
-    res = _ansible_features(features_p9_lab, "fp9", "--check", "--diff")
+        features_check: Future[subprocess.CompletedProcess[str]]) -> None:
+    res = features_check.result()
     assert res.returncode == 0, res.stdout + res.stderr
     counts = recap(res.stdout, "fp9")
     assert counts["changed"] == 0 and counts["failed"] == 0, res.stdout
