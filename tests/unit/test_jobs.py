@@ -88,8 +88,12 @@ def test_default_jobs_is_the_host_cores() -> None:
     assert default_jobs() == len(os.sched_getaffinity(0))
 
 
+# A process started in the background by a shell inherits SIGINT ignored, and Python then
+# never installs its KeyboardInterrupt handler: CI run as `./.ci/run &` timed out here.
+# The child takes Ctrl-C as a terminal's foreground process does.
 CTRL_C = """
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from provision9p.jobs import Job, run_jobs
 def slow():
     sys.stdout.write("started\\n")  # one write: print's two could interleave between threads
