@@ -39,6 +39,9 @@ pytestmark = [pytest.mark.vm, pytest.mark.network]
 ROLES = Path(__file__).parent / "roles"
 ROLE_SRC = ROLES / "compat"
 
+# Ansible needs python3(-apt). sudo and cron are in the base because installing them
+# (with exim4, which cron recommends) took Ansible 5 of its 14 minutes on the guest
+# under TCG; the features role still installs debconf-utils, so both tools install.
 LAB = """\
 name: roles-it
 defaults:
@@ -57,11 +60,6 @@ PATHS = ["/srv/compat", "/srv/compat/app.conf", "/srv/compat/hello.txt",
          "/srv/compat/settings.ini", "/srv/compat/stat.txt", "/srv/compat/made-by-command",
          "/srv/compat/where.txt", "/srv/compat/handler.txt", "/etc/motd", "/etc/compat.conf",
          "/etc/sysctl.d/60-compat.conf", "/home/carol", "/usr/bin/hello"]
-
-
-# Ansible needs python3(-apt). sudo and cron are in the base because installing them
-# (with exim4, which cron recommends) took Ansible 5 of its 14 minutes on the guest
-# under TCG; the features role still installs debconf-utils, so both tools install.
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +310,7 @@ def features_check(features_p9_lab: Path, pool: ThreadPoolExecutor
 
 
 @pytest.fixture(scope="module")
-def ansible_features(request: pytest.FixtureRequest,
+def ansible_features(request: pytest.FixtureRequest, features_ans_lab: Path,
                      features_converge: Future[subprocess.CompletedProcess[str]]
                      ) -> dict[str, Any]:
     """ansible-playbook converges the role: its snapshot.
@@ -327,7 +325,6 @@ def ansible_features(request: pytest.FixtureRequest,
     with contextlib.suppress(Exception):  # reported by the tests that use it
         request.getfixturevalue("features_check")
     first = features_converge.result()
-    features_ans_lab = request.getfixturevalue("features_ans_lab")
     assert first.returncode == 0, first.stdout + first.stderr
     counts = recap(first.stdout, "fans")
     assert counts["failed"] == 0 and counts["changed"] > 0, first.stdout
