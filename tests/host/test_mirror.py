@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import lzma
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,8 +151,42 @@ def test_fetch_verifies_caches_and_reuses(local_mirror: HttpMirror, tmp_path: Pa
         "/debian/dists/bookworm/main/binary-amd64/Packages.xz": 1,
         "/debian/pool/main/l/linux-signed-amd64/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb": 1,
     }
-    assert sorted(p.suffix for p in (tmp_path / "cache/apt").iterdir()) == [".InRelease",
-                                                                            ".xz"]
+    assert sorted(p.suffix for p in (tmp_path / "cache/apt").iterdir()) == [
+        ".InRelease", ".json", ".unpacked", ".xz"]
+
+
+def test_a_later_process_reads_the_kept_unpacked_index(
+        local_mirror: HttpMirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = package_index(arch="amd64", suite="bookworm", mirror=local_mirror.url)
+    mirror_mod._index_memo.clear()  # as a new process starts
+
+    def no_unpacking(data: bytes) -> bytes:
+        raise AssertionError("the index was unpacked again")
+
+    with monkeypatch.context() as m:
+        m.setattr(lzma, "decompress", no_unpacking)
+        kept = package_index(arch="amd64", suite="bookworm", mirror=local_mirror.url)
+        assert dict(kept.positions) == dict(first.positions)
+        pkg = resolve("linux-image-amd64", kept)
+        assert pkg is not None and pkg.name == "linux-image-6.1.0-50-amd64"
+    # positions made from another .xz (or a text cut short) are not used: unpacked anew
+    stanzas = next((tmp_path / "cache/apt").glob("*.stanzas.json"))
+    stanzas.write_text(stanzas.read_text().replace('"sha256": "', '"sha256": "0'))
+    mirror_mod._index_memo.clear()
+    calls: list[int] = []
+    real = lzma.decompress
+
+    def counted(data: bytes) -> bytes:
+        calls.append(1)
+        return real(data)
+
+    monkeypatch.setattr(lzma, "decompress", counted)
+    again = package_index(arch="amd64", suite="bookworm", mirror=local_mirror.url)
+    assert calls == [1] and "linux-image-amd64" in again
+    mirror_mod._index_memo.clear()
+    assert "linux-image-amd64" in package_index(arch="amd64", suite="bookworm",
+                                                mirror=local_mirror.url)
+    assert calls == [1]  # the positions written again are good
 
 
 def test_bad_hash_leaves_no_file(local_mirror: HttpMirror, tmp_path: Path) -> None:

@@ -46,8 +46,9 @@ def test_guests_fetching_at_once_share_one_verified_copy(
     assert errors == []
     assert len(set(got)) == 1 and got[0].read_bytes() == DEB
     names = archive.cached()
-    # one InRelease, one index, one .deb: no second copy, no .part or .unverified left
-    assert len(names) == 3, names
+    # one InRelease, one index (with its unpacked form and stanza positions), one .deb:
+    # no second copy, no .part or .unverified left
+    assert len(names) == 5, names
     assert not [n for n in names if n.startswith(".")]
 
 
