@@ -11,9 +11,14 @@ Usage (the guest must be built and stopped; PROVISION9P_HOME as for `up`):
 Variants: bz-pc, elf-pc, bz-microvm, elf-microvm, elf-microvm-oldssh, elf-pc-oldssh,
 elf-microvm-notimer, elf-pc-notimer, elf-microvm-tsc (tsc_early_khz=the host's).
 Further tokens, on the guest's systemd (kernel command line): `nonetd` masks
-systemd-networkd, `noudev` masks udevd and its coldplug; and `nomotd`: sshd's PAM stack
-without the dynamic motd (update-motd's scripts at every login; in the tree, undone
-afterwards).
+systemd-networkd, `noudev` masks udevd and its coldplug, `nogetty` the serial console's
+getty; and `nomotd`: sshd's PAM stack without the dynamic motd (update-motd's scripts
+at every login; in the tree, undone afterwards). On the emulated CPU: `nomit` adds
+`mitigations=off` (no retpolines or speculation barriers in the guest kernel),
+`noacpipci` adds `pci=noacpi` (PCI interrupts routed by the BIOS's table, not by the
+ACPI interrupt links' methods, which the guest runs in its AML interpreter),
+`cpuMODEL` boots `-cpu MODEL` instead of `max` (e.g. `cpuqemu64`: no AVX, so glibc
+takes its SSE2 string routines).
 
 With --cmd, after the banner: `cmd`, the first command over SSH has answered (log-in
 and `true`, as `up`'s first step does); `settled`, `systemctl is-system-running --wait`
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import shutil
 import signal
 import statistics
 import subprocess
@@ -63,7 +69,9 @@ Alias=sshd.service
 MARKS = ("kernel", "initramfs", "root mounted", "init", "userspace")
 UNITS = {"nonetd": ("systemd-networkd.service", "systemd-networkd.socket"),
          "noudev": ("systemd-udevd.service", "systemd-udev-trigger.service",
-                    "systemd-udevd-control.socket", "systemd-udevd-kernel.socket")}
+                    "systemd-udevd-control.socket", "systemd-udevd-kernel.socket"),
+         # the console is a file chardev: nobody can type at its login prompt
+         "nogetty": ("serial-getty@ttyS0.service",)}
 
 
 def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int) -> list[str]:
@@ -78,6 +86,11 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
             out += [a, str(st_boot / ("vmlinux" if "elf" in parts else "vmlinuz"))]
             next(it)
             continue
+        if a == "-cpu":
+            next(it)
+            cpu = next((t[3:] for t in parts if t.startswith("cpu") and len(t) > 3), "max")
+            out += [a, cpu]
+            continue
         if a == "-machine":
             out += [a, "microvm" if "microvm" in parts else "pc"]
             next(it)
@@ -86,6 +99,10 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
             cmdline = next(it)
             if "notimer" in parts:
                 cmdline += " no_timer_check"
+            if "nomit" in parts:
+                cmdline += " mitigations=off"
+            if "noacpipci" in parts:
+                cmdline += " pci=noacpi"
             if "tsc" in parts:
                 cmdline += f" tsc_early_khz={host_tsc_khz()}"
             for token, units in UNITS.items():
@@ -183,6 +200,11 @@ def boot_once(argv: list[str], user: str, run: Path, port: int, timeout: float,
     finally:
         proc.kill()  # the QEMU this run started, by its handle
         proc.wait()
+    if "ssh" not in marks and console.exists():
+        # the next boot overwrites console.log: keep what a boot that never answered said
+        kept = run / f"console-failed-{time.strftime('%H%M%S')}.log"
+        shutil.copyfile(console, kept)
+        print(f"no SSH banner; its console: {kept}", file=sys.stderr, flush=True)
     return marks
 
 

@@ -1,15 +1,19 @@
 """Root file system throughput and boot time per 9P cache mode of the root share.
 
-    .venv/bin/python bench/root_throughput.py [MODE...]   (default: loose mmap none)
+    .venv/bin/python bench/root_throughput.py [--suite SUITE] [MODE...]
+        (default: loose mmap none, on bookworm)
 
 One guest per mode (rootfs.layout: overlay, so each costs a few MB), booted once: boot to
 SSH from timings.json, then in the guest 256 MiB with dd to a file on the root, written
 (conv=fsync: the data reached the host) and read back after dropping the guest's caches,
-plus the same write with O_DIRECT. Run as root. Numbers depend on the machine's load.
+plus the same write with O_DIRECT. --suite: the guests' Debian suite, and so their kernel
+(trixie's 6.12 has the netfs-based 9p client, bookworm's 6.1 the older page cache code).
+Run as root. Numbers depend on the machine's load.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -24,6 +28,7 @@ defaults:
   cpus: 2
   rootfs:
     layout: overlay
+    suite: {suite}
     packages: [acl, python3, python3-apt]
 guests:
 {guests}
@@ -45,12 +50,17 @@ def rate(line: str) -> str:
 
 
 def main() -> None:
-    modes = sys.argv[1:] or ["loose", "mmap", "none"]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--suite", default="bookworm")
+    ap.add_argument("modes", nargs="*")
+    args = ap.parse_args()
+    modes = args.modes or ["loose", "mmap", "none"]
     work = Path(tempfile.mkdtemp(prefix="p9-tput-", dir="/var/tmp"))
     work.chmod(0o755)
     lab = work / "lab.yml"
-    lab.write_text(LAB.format(guests="\n".join(f"  {m}:\n    rootfs: {{cache: {m}}}"
-                                               for m in modes)))
+    guests = "\n".join(f"  {m}:\n    rootfs: {{cache: {m}}}" for m in modes)
+    lab.write_text(LAB.format(suite=args.suite, guests=guests))
+    print(f"suite {args.suite}\n")
     print("| root cache | boot to SSH | write (fsync) | read | write (O_DIRECT) |")
     print("|---|---|---|---|---|")
     for mode in modes:
