@@ -17,6 +17,8 @@ at every login; in the tree, undone afterwards). On the emulated CPU: `nomit` ad
 `mitigations=off` (no retpolines or speculation barriers in the guest kernel),
 `noacpipci` adds `pci=noacpi` (PCI interrupts routed by the BIOS's table, not by the
 ACPI interrupt links' methods, which the guest runs in its AML interpreter),
+`nocryptotests` adds `cryptomgr.notests=1` (no self-tests of the kernel's crypto
+algorithms as they register),
 `cpuMODEL` boots `-cpu MODEL` instead of `max` (e.g. `cpuqemu64`: no AVX, so glibc
 takes its SSE2 string routines).
 
@@ -103,6 +105,8 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
                 cmdline += " mitigations=off"
             if "noacpipci" in parts:
                 cmdline += " pci=noacpi"
+            if "nocryptotests" in parts:
+                cmdline += " cryptomgr.notests=1"
             if "tsc" in parts:
                 cmdline += f" tsc_early_khz={host_tsc_khz()}"
             for token, units in UNITS.items():
