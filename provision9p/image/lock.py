@@ -56,12 +56,15 @@ def lock_path(lab: LabSpec) -> Path:
 def wanted(guest: GuestSpec) -> dict[str, Any]:
     """What the lab asks of a guest's tree: a lock made for other wishes is stale."""
     rootfs = guest.rootfs
+    kernel = (str(guest.kernel.image) if guest.kernel.image else
+              guest.kernel.package or ARCHES[guest.arch][2])
+    if guest.kernel.suite:  # only then: the locks of guests without one stay current
+        kernel += f" from {guest.kernel.suite}"
     return {
         "suite": rootfs.suite, "arch": guest.debian_arch, "variant": rootfs.variant,
         "components": sorted(rootfs.components),
         "packages": sorted({*BASE_PACKAGES, *rootfs.packages}),
-        "kernel": (str(guest.kernel.image) if guest.kernel.image else
-                   guest.kernel.package or ARCHES[guest.arch][2]),
+        "kernel": kernel,
     }
 
 

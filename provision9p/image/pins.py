@@ -86,7 +86,7 @@ def kernel_guest(target: Target, mirror: str) -> tuple[GuestSpec, Path | None]:
         return guest, None
     pinned = dataclasses.replace(guest, kernel=dataclasses.replace(guest.kernel, package=name))
     found = [s.version for c in guest.rootfs.components
-             for s in package_index(arch=guest.debian_arch, suite=guest.rootfs.suite,
+             for s in package_index(arch=guest.debian_arch, suite=guest.kernel_suite,
                                     mirror=mirror, component=c).get(name, [])]
     if found[-1:] == [version]:
         return pinned, None
@@ -99,7 +99,7 @@ def kernel_guest(target: Target, mirror: str) -> tuple[GuestSpec, Path | None]:
             source = debstore.cached_name(name, version, guest.debian_arch)
         return pinned, debstore.place(stored, paths.cache_home() / "debs" / source)
     raise LockError(f"the locked kernel {name} {version} is neither on the mirror "
-                    f"({guest.rootfs.suite} at {mirror}"
+                    f"({guest.kernel_suite} at {mirror}"
                     f"{': it has ' + found[-1] if found else ''}) nor in the .deb store "
                     f"({debstore.store_dir()})",
                     hint="to move to the mirror's kernel, set the lock aside, rebuild "

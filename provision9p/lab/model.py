@@ -119,6 +119,9 @@ class KernelSpec:
     modules: Path | None = None
     initramfs: str = "auto"  # auto | always | never
     cmdline: str = ""
+    #: the suite the package comes from (bookworm-backports: a newer kernel under
+    #: bookworm's userspace); None: the root's suite
+    suite: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,11 @@ class GuestSpec:
     @property
     def all_shares(self) -> tuple[Share, ...]:
         return (self.root, *self.shares)
+
+    @property
+    def kernel_suite(self) -> str:
+        """The Debian suite whose Packages index the kernel package is taken from."""
+        return self.kernel.suite or self.rootfs.suite
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,9 @@ GUEST_KEYS = (
     "network", "boot_timeout", "roles", "vars", "verify", "gather_facts", "gather_subset",
     "groups",
 )
-KERNEL_KEYS = ("package", "image", "modules", "initramfs", "cmdline")
+KERNEL_KEYS = ("package", "image", "modules", "initramfs", "cmdline", "suite")
+# A Debian suite or codename as it appears in a mirror's dists/ (bookworm-backports).
+SUITE_NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 ROOTFS_KEYS = (
     "suite", "variant", "components", "packages", "mirror", "capabilities", "layout", "image",
     *(k for k in SHARE_KEYS if k != "mount"),
@@ -307,10 +309,11 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
     if rootfs.mirror and not re.match(r"^(https?|file)://", rootfs.mirror):
         check.err((*rpath, "mirror"), f"expected an http://, https:// or file:// URL, got "
                                       f"{show(rootfs.mirror)}")
-    old = OLD_KERNELS.get(rootfs.suite) if kernel.image is None else None
+    kernel_suite = kernel.suite or rootfs.suite
+    old = OLD_KERNELS.get(kernel_suite) if kernel.image is None else None
     ctx = ShareContext(base=base, allow_pt=allow_pt, arch=arch, machine=machine,
                transport=default_transport(arch, machine),
-               old_kernel=f"{rootfs.suite}'s kernel ({old})" if old else None)
+               old_kernel=f"{kernel_suite}'s kernel ({old})" if old else None)
     root_raw = {k: v for k, v in r.items() if k in SHARE_KEYS}
     root_raw.setdefault("path", f"guests/{name}/root")
     root_raw.setdefault("mount_tag", ROOT_TAG)
@@ -389,7 +392,14 @@ def _kernel(g: Mapping[str, Any], kpath: P, check: Checker, base: Path,
         initramfs=check.string(k, kpath, "initramfs", "auto", ("auto", "always", "never"))
         or "auto",
         cmdline=check.string(k, kpath, "cmdline", "") or "",
+        suite=check.string(k, kpath, "suite", None),
     )
+    if kernel.suite is not None and not SUITE_NAME.match(kernel.suite):
+        check.err((*kpath, "suite"), f"expected a Debian suite such as bookworm-backports, "
+                                     f"got {show(kernel.suite)}")
+    if kernel.suite is not None and image:
+        check.err((*kpath, "suite"), "a suite goes with a kernel package; an image is used "
+                                     "as it is")
     if kernel.package and image:
         check.err((*kpath, "package"), "give either a kernel package or an image, not both")
     if kernel.package and "cloud" in kernel.package:

@@ -46,7 +46,7 @@ def prepare_kernel(guest: GuestSpec, mirror: str, *, deb: Path | None = None) ->
     else:
         package = spec.package or ARCHES[guest.arch][2]
         deb = deb or fetch_package(package, arch=guest.debian_arch,
-                                   suite=guest.rootfs.suite, mirror=mirror)
+                                   suite=guest.kernel_suite, mirror=mirror)
         root = _extracted(deb)
         configs = sorted((root / "boot").glob("config-*"))
         images = sorted((root / "boot").glob("vmlinu[xz]-*"))

@@ -78,6 +78,15 @@ VALID: dict[str, tuple[str, Callable[[LabSpec], Any], Any]] = {
                      (None, True, "never")),
     "kernel-cmdline": (G("kernel: {cmdline: 'quiet rootwait'}"),
                        lambda lab: web(lab).kernel.cmdline, "quiet rootwait"),
+    "kernel-suite-default": ("guests:\n  web:\n", lambda lab: (web(lab).kernel.suite,
+                                                                 web(lab).kernel_suite),
+                             (None, "bookworm")),
+    # a newer kernel under bookworm's userspace: readahead (Linux 6.4+) is allowed then
+    "kernel-suite-backports": (G("kernel: {suite: bookworm-backports}\n"
+                                 "rootfs: {cache: readahead}"),
+                               lambda lab: (web(lab).kernel_suite, web(lab).rootfs.suite,
+                                            web(lab).root.options.cache),
+                               ("bookworm-backports", "bookworm", "readahead")),
     "root-defaults": ("guests:\n  web:\n",
                       lambda lab: (web(lab).root.mount_tag, web(lab).root.mount,
                                    web(lab).root.security_model,

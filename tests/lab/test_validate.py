@@ -91,6 +91,13 @@ INVALID: dict[str, tuple[str, int, str, str]] = {
                        "did you mean 'package'?"),
     "kernel-not-mapping": (G("kernel: linux-image-amd64"), 3, "guests.web.kernel",
                            "expected a mapping"),
+    "kernel-suite-name": (G("kernel:\n  suite: bookworm backports"), 4,
+                          "guests.web.kernel.suite", "such as bookworm-backports, got"),
+    "kernel-suite-and-image": (G("kernel:\n  suite: bookworm-backports\n  image: vmlinuz"),
+                               4, "guests.web.kernel.suite", "goes with a kernel package"),
+    "readahead-bookworm-kernel": (G("kernel:\n  suite: bookworm\nrootfs:\n  suite: trixie\n"
+                                    "  cache: readahead"), 7, "guests.web.rootfs.cache",
+                                  "bookworm's kernel (6.1)"),
     "rootfs-suite-int": (G("rootfs:\n  suite: 12"), 4, "guests.web.rootfs.suite",
                          "expected a string, got 12"),
     "rootfs-variant": (G("rootfs:\n  variant: fat"), 4, "guests.web.rootfs.variant",
