@@ -86,12 +86,6 @@ def kernel_cmdline(guest: GuestSpec, extra: str = "") -> str:
         # the command line does not depend on the accelerator chosen at boot (the tree's
         # offline facts read it).
         parts.append("no_timer_check")
-    if guest.machine == "pc":
-        # PCI interrupts routed by SeaBIOS's $PIR table, not by the ACPI interrupt links'
-        # methods: the kernel runs those in its AML interpreter, ~0.15 s per link under
-        # TCG while the initramfs loads virtio_pci (4 links; bench/results/boot-speed.md).
-        # The devices use MSI-X anyway; i440fx has no PCIe config space to lose.
-        parts.append("pci=noacpi")
     if guest.kernel.cmdline:
         parts.append(guest.kernel.cmdline)
     if extra:
