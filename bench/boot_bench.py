@@ -18,9 +18,8 @@ at every login; in the tree, undone afterwards). On the emulated CPU: `nomit` ad
 `noacpipci` adds `pci=noacpi` (PCI interrupts routed by the BIOS's table, not by the
 ACPI interrupt links' methods, which the guest runs in its AML interpreter),
 `nocryptotests` adds `cryptomgr.notests=1` (no self-tests of the kernel's crypto
-algorithms as they register),
-`cpuMODEL` boots `-cpu MODEL` instead of `max` (e.g. `cpuqemu64`: no AVX, so glibc
-takes its SSE2 string routines).
+algorithms as they register), `cpuMODEL` boots `-cpu MODEL` instead of `max` (e.g.
+`cpuqemu64`: no AVX, so glibc takes its SSE2 string routines).
 
 With --cmd, after the banner: `cmd`, the first command over SSH has answered (log-in
 and `true`, as `up`'s first step does); `settled`, `systemctl is-system-running --wait`
