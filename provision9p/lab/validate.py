@@ -49,8 +49,17 @@ from provision9p.lab.units import parse_size
 HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ROLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 ROOT_TAG = "rootfs"
-# Debian suites whose kernel predates Linux 6.4, which added cache=readahead.
-OLD_KERNELS = {"buster": "4.19", "bullseye": "5.10", "bookworm": "6.1"}
+# Debian suites whose kernel predates Linux 6.4, which added cache=readahead; a
+# backports suite carries the next release's kernel, updates and security the same one.
+OLD_KERNELS = {"buster": "4.19", "bullseye": "5.10", "bookworm": "6.1",
+               "buster-backports": "5.10", "bullseye-backports": "6.1"}
+
+
+def old_kernel(suite: str) -> str | None:
+    """The Linux version of an old suite's kernel, or None when it has readahead."""
+    for suffix in ("-proposed-updates", "-updates", "-security"):
+        suite = suite.removesuffix(suffix)
+    return OLD_KERNELS.get(suite)
 # provision9p writes these from the root share; a second copy on the command line wins.
 ROOT_CMDLINE = ("root", "rootfstype", "rootflags")
 
@@ -310,7 +319,7 @@ def _guest(name: str, data: Any, path: P, check: Checker, base: Path, allow_pt: 
         check.err((*rpath, "mirror"), f"expected an http://, https:// or file:// URL, got "
                                       f"{show(rootfs.mirror)}")
     kernel_suite = kernel.suite or rootfs.suite
-    old = OLD_KERNELS.get(kernel_suite) if kernel.image is None else None
+    old = old_kernel(kernel_suite) if kernel.image is None else None
     ctx = ShareContext(base=base, allow_pt=allow_pt, arch=arch, machine=machine,
                transport=default_transport(arch, machine),
                old_kernel=f"{kernel_suite}'s kernel ({old})" if old else None)

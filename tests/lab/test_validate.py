@@ -98,6 +98,13 @@ INVALID: dict[str, tuple[str, int, str, str]] = {
     "readahead-bookworm-kernel": (G("kernel:\n  suite: bookworm\nrootfs:\n  suite: trixie\n"
                                     "  cache: readahead"), 7, "guests.web.rootfs.cache",
                                   "bookworm's kernel (6.1)"),
+    "readahead-bullseye-backports": (G("kernel:\n  suite: bullseye-backports\nrootfs:\n"
+                                       "  suite: bullseye\n  cache: readahead"), 7,
+                                     "guests.web.rootfs.cache",
+                                     "bullseye-backports's kernel (6.1)"),
+    "readahead-bookworm-security": (G("kernel:\n  suite: bookworm-security\nrootfs:\n"
+                                      "  cache: readahead"), 6, "guests.web.rootfs.cache",
+                                    "bookworm-security's kernel (6.1)"),
     "rootfs-suite-int": (G("rootfs:\n  suite: 12"), 4, "guests.web.rootfs.suite",
                          "expected a string, got 12"),
     "rootfs-variant": (G("rootfs:\n  variant: fat"), 4, "guests.web.rootfs.variant",
