@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from integration.labs import lab_file
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -28,12 +29,8 @@ guests:
 
 @pytest.fixture(scope="module")
 def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
-    lab = lab_dir / "ksuite" / "lab.yml"
-    lab.parent.mkdir()
-    lab.parent.chmod(0o755)
-    lab.write_text(LAB)
-    yield lab
-    p9("-f", str(lab), "down", "--timeout", "5")
+    with lab_file(lab_dir, "ksuite", LAB, p9) as path:
+        yield path
 
 
 def test_bookworm_root_boots_the_backports_kernel(lab: Path, p9: Any) -> None:

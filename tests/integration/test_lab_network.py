@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from integration.labs import lab_file
 
 from provision9p.lab.network import mac_address
 from provision9p.rootfs.keys import generate
@@ -47,12 +48,8 @@ guests:
 
 @pytest.fixture(scope="module")
 def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
-    path = lab_dir / "trio" / "lab.yml"
-    path.parent.mkdir()
-    path.parent.chmod(0o755)
-    path.write_text(LAB)
-    yield path
-    p9("-f", str(path), "down", "--timeout", "5")
+    with lab_file(lab_dir, "trio", LAB, p9) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from integration.labs import lab_file
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -31,15 +32,12 @@ guests:
 
 @pytest.fixture(scope="module")
 def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
-    lab = lab_dir / "par" / "lab.yml"
-    tasks = lab.parent / "roles" / "broken" / "tasks"
-    tasks.mkdir(parents=True)
-    lab.parent.chmod(0o755)
-    lab.write_text(LAB)
-    (tasks / "main.yml").write_text("- name: break on purpose\n  fail:\n"
-                                    "    msg: broken on purpose\n")
-    yield lab
-    p9("-f", str(lab), "down", "--timeout", "5")
+    with lab_file(lab_dir, "par", LAB, p9) as path:
+        tasks = path.parent / "roles" / "broken" / "tasks"
+        tasks.mkdir(parents=True)
+        (tasks / "main.yml").write_text("- name: break on purpose\n  fail:\n"
+                                        "    msg: broken on purpose\n")
+        yield path
 
 
 def test_one_failing_guest_does_not_stop_the_other(lab: Path, p9: Any) -> None:
