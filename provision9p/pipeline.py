@@ -21,6 +21,7 @@ from pathlib import Path
 from provision9p import lab_pass, ui
 from provision9p.boot import supervisor, switch
 from provision9p.connect.base import Connection
+from provision9p.connect.openssh import Master
 from provision9p.connect.ssh import connect
 from provision9p.errors import UsageError
 from provision9p.jobs import Cancelled, Job, Outcome, default_jobs, run_jobs
@@ -162,16 +163,21 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
     out.notes.append(f"booted ({boot.accel}) to SSH in {boot.seconds:.1f} s; "
                      f"ssh port 127.0.0.1:{boot.ssh_port}")
     kept = boot.take_connection()
-    if play or lab.network.enabled:
-        conn = kept or connect(target)
-        try:
-            if play:
-                _roles_over_ssh(target, conn, play, out)
-            _lab_hosts(target, conn, out)
-        finally:
-            conn.close()
-    elif kept is not None:
-        kept.close()
+    # opened alongside the roles, so the first `provision9p ssh` after up has no handshake
+    master = Master.open(target)
+    try:
+        if play or lab.network.enabled:
+            conn = kept or connect(target)
+            try:
+                if play:
+                    _roles_over_ssh(target, conn, play, out)
+                _lab_hosts(target, conn, out)
+            finally:
+                conn.close()
+        elif kept is not None:
+            kept.close()
+    finally:
+        master.join()
     if verify:
         with _VERIFY_LOCK:
             plugin = verify_guest(target)

@@ -120,7 +120,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def ssh_command(args: argparse.Namespace) -> int:
-    from provision9p.connect.ssh import ssh_argv
+    from provision9p.connect.openssh import ssh_argv
 
     _lab, (target,) = targets(args)
     target.require_running()

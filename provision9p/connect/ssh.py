@@ -50,7 +50,7 @@ class _Pinned(paramiko.MissingHostKeyPolicy):
                      "`provision9p status`, or rebuild the guest with `provision9p up --rebuild`")
 
 
-def _pinned_line(target: Target) -> tuple[str, str]:
+def pinned_line(target: Target) -> tuple[str, str]:
     pinned = target.state.read_host_key()
     if pinned is None:
         raise ConnectError(f"no pinned host key in {target.state.host_key}",
@@ -59,36 +59,8 @@ def _pinned_line(target: Target) -> tuple[str, str]:
 
 
 def pinned_key(target: Target) -> paramiko.PKey:
-    kind, data = _pinned_line(target)
+    kind, data = pinned_line(target)
     return paramiko.PKey.from_type_string(kind, base64.b64decode(data))
-
-
-def ssh_argv(target: Target, command: list[str]) -> list[str]:
-    """The `ssh` program's argv for a running guest, its pinned key in its own known_hosts."""
-    port = target.ssh_port()
-    kind, key = _pinned_line(target)
-    target.known_hosts.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")  # that key only
-    argv = ["ssh", "-i", str(target.client_key), "-p", str(port),
-            "-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *_multiplex(target),
-            "root@127.0.0.1"]
-    return [*argv, "--", " ".join(command)] if command else argv
-
-
-# A unix socket path must fit sockaddr_un (108 bytes with its NUL); OpenSSH adds a suffix
-# while it sets the master up.
-_MAX_CONTROL_PATH = 80
-
-
-def _multiplex(target: Target) -> list[str]:
-    """The first `ssh` leaves a master connection for a minute; the next ones ride it
-    instead of a new handshake, which under TCG costs the guest a fork and re-exec of
-    sshd and its key exchange. The master ends with the guest's connection (`down`)."""
-    path = target.state.run_dir / "ssh.ctl"
-    if len(str(path)) > _MAX_CONTROL_PATH:
-        return []
-    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={path}",
-            "-o", "ControlPersist=60"]
 
 
 def ssh_banner(port: int, timeout: float = 1.0) -> bool:

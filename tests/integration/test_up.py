@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 from integration import fidelity
 
+from provision9p.connect.openssh import control_path
+from provision9p.lab import load_lab
 from provision9p.lab.model import Share
 from provision9p.qemu_user import qemu_user
 from provision9p.rootfs.security import security_model
+from provision9p.target import resolve
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -104,6 +107,16 @@ def test_up_boots_and_verifies(up_result: tuple[int, str, str, float]) -> None:
     assert re.match(r"web +\S+ +.* ok$", checks[-1]), out
     assert "PASSED" not in out and "warnings summary" not in out
     assert "failed" not in out.lower().replace("0 failed", "")
+
+
+def test_up_leaves_an_ssh_master(lab: Path, up_result: object) -> None:
+    # before any `provision9p ssh` of this module: the master is the one `up` opened
+    target = resolve(load_lab(lab), load_lab(lab).guest("web"))
+    path = control_path(target)
+    assert path is not None
+    check = subprocess.run(["ssh", "-O", "check", "-o", f"ControlPath={path}", "web"],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
 
 
 def test_guest_root_is_9p_and_shares_mounted(lab: Path, up_result: object, p9: Any) -> None:
