@@ -7,16 +7,21 @@ other one), so `up` rewrites it in the running guests once its own guests are up
 from __future__ import annotations
 
 import concurrent.futures
+import re
+import time
 from collections.abc import Collection
 
 from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
-from provision9p.lab.model import LabSpec
+from provision9p.errors import BootError
+from provision9p.lab.model import GuestSpec, LabSpec
 from provision9p.lab.network import with_hosts_block
 from provision9p.rootfs.guest_setup import lab_hosts_block
 from provision9p.target import Target, resolve_all
 
 HOSTS = "/etc/hosts"
+#: the kernel's routing tables; an address of the guest's own shows as "/32 host LOCAL"
+FIB = "/proc/net/fib_trie"
 
 
 def running_targets(lab: LabSpec) -> list[Target]:
@@ -41,6 +46,23 @@ def write_block(conn: Connection, lab: LabSpec) -> bool:
         return False
     conn.write_file(HOSTS, new.encode(), mode=0o644)
     return True
+
+
+def wait_for_address(conn: Connection, guest: GuestSpec, timeout: float = 60.0) -> None:
+    """Until the guest's lab address is on its NIC. systemd-networkd sets it while the
+    boot goes on after SSH answered, so `up` would otherwise return before the other
+    guests can reach this one. Polled over SFTP: no command for the guest to start."""
+    if guest.address is None:
+        return
+    local = re.compile(rf"\|-- {re.escape(str(guest.address.ip))}\n\s+/32 host LOCAL")
+    deadline = time.monotonic() + timeout
+    while not local.search(conn.read_file(FIB).decode(errors="replace")):
+        if time.monotonic() > deadline:
+            raise BootError(f"{guest.name} has no lab address {guest.address.ip} after "
+                            f"{timeout:.0f} s",
+                            hint=f"see `journalctl -u systemd-networkd` in the guest "
+                                 f"(`provision9p ssh {guest.name}`)")
+        time.sleep(0.1)
 
 
 def refresh(lab: LabSpec, *, done: Collection[str] = ()) -> list[str]:

@@ -204,6 +204,7 @@ def _lab_hosts(target: Target, conn: Connection, out: GuestOutcome) -> bool:
     the block had to be rewritten."""
     if not target.lab.network.enabled:
         return False
+    lab_pass.wait_for_address(conn, target.guest)
     changed = lab_pass.write_block(conn, target.lab)
     if changed:
         out.notes.append("/etc/hosts names the lab's guests again")
