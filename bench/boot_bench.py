@@ -19,7 +19,13 @@ at every login; in the tree, undone afterwards). On the emulated CPU: `nomit` ad
 ACPI interrupt links' methods, which the guest runs in its AML interpreter),
 `nocryptotests` adds `cryptomgr.notests=1` (no self-tests of the kernel's crypto
 algorithms as they register), `cpuMODEL` boots `-cpu MODEL` instead of `max` (e.g.
-`cpuqemu64`: no AVX, so glibc takes its SSE2 string routines).
+`cpuqemu64`: no AVX, so glibc takes its SSE2 string routines), `nosvm` adds `svm=off`
+to the CPU (no kvm/kvm_amd/ccp modules loaded by udev), `noacpiirq` adds `acpi=noirq`
+(ACPI's interrupt routing off, its PCI scanning and hotplug kept). On the machine:
+`nolegacy` boots `pc,i8042=off,smbus=off,vmport=off` with `-vga none` (no PS/2
+controller, SMBus or VGA for the guest to probe: nobody types at or looks at them).
+`sshfirst`: ssh.service with `StartupCPUWeight=1000` (ten times the default while the
+boot lasts; without pam_systemd its sessions stay in its cgroup and share the weight).
 
 With --cmd, after the banner: `cmd`, the first command over SSH has answered (log-in
 and `true`, as `up`'s first step does); `settled`, `systemctl is-system-running --wait`
@@ -90,10 +96,13 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
         if a == "-cpu":
             next(it)
             cpu = next((t[3:] for t in parts if t.startswith("cpu") and len(t) > 3), "max")
-            out += [a, cpu]
+            out += [a, cpu + (",svm=off" if "nosvm" in parts else "")]
             continue
         if a == "-machine":
-            out += [a, "microvm" if "microvm" in parts else "pc"]
+            machine = "pc,i8042=off,smbus=off,vmport=off" if "nolegacy" in parts else "pc"
+            out += [a, "microvm" if "microvm" in parts else machine]
+            if "nolegacy" in parts:
+                out += ["-vga", "none"]
             next(it)
             continue
         if a == "-append":
@@ -104,6 +113,8 @@ def variant_argv(argv: list[str], name: str, st_boot: Path, run: Path, port: int
                 cmdline += " mitigations=off"
             if "noacpipci" in parts:
                 cmdline += " pci=noacpi"
+            if "noacpiirq" in parts:
+                cmdline += " acpi=noirq"
             if "nocryptotests" in parts:
                 cmdline += " cryptomgr.notests=1"
             if "tsc" in parts:
@@ -150,6 +161,11 @@ def set_ssh_unit(root: Path, old: bool, new_text: str) -> None:
     with open(unit, "r+") as f:
         f.truncate(0)
         f.write(OLD_SSH_UNIT if old else new_text)
+
+
+def with_weight(unit: str) -> str:
+    """The unit with ten times the default CPU weight while the boot lasts."""
+    return unit.replace("[Service]\n", "[Service]\nStartupCPUWeight=1000\n", 1)
 
 
 MOTD_LINE = "session    optional     pam_motd.so  motd=/run/motd.dynamic"
@@ -241,7 +257,8 @@ def main() -> None:
         for r in range(args.rounds):
             for v in args.variants:
                 parts = v.split("-")
-                set_ssh_unit(root, "oldssh" in parts, new_unit)
+                set_ssh_unit(root, "oldssh" in parts,
+                             with_weight(new_unit) if "sshfirst" in parts else new_unit)
                 set_motd(root, "nomotd" not in parts)
                 port = free_port()
                 argv = variant_argv(boot.argv, v, st.boot_dir, run, port)

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from provision9p.boot.qemu_argv import TCG_CPUS, BootFiles, kernel_cmdline, lab_nic_args
+from provision9p.boot.qemu_argv import (
+    TCG_CPUS,
+    BootFiles,
+    is_i440fx,
+    kernel_cmdline,
+    lab_nic_args,
+)
 from provision9p.errors import UsageError
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec
 from provision9p.rootfs.security import MODELS, model_of
@@ -39,7 +45,10 @@ def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
         ET.SubElement(os_el, "initrd").text = str(run.initrd)
     ET.SubElement(os_el, "cmdline").text = kernel_cmdline(guest, run.extra_cmdline)
     if guest.machine not in MMIO_MACHINES:
-        ET.SubElement(ET.SubElement(dom, "features"), "acpi")
+        features = ET.SubElement(dom, "features")
+        ET.SubElement(features, "acpi")
+        if is_i440fx(guest):  # of qemu_argv's PC_UNUSED, what Debian 12's libvirt
+            ET.SubElement(features, "vmport", state="off")  # schema has a switch for
     if run.accel != "kvm" and guest.arch in TCG_CPUS:  # the model qemu_argv picks
         cpu = ET.SubElement(dom, "cpu", mode="custom", match="exact")
         ET.SubElement(cpu, "model", fallback="forbid").text = TCG_CPUS[guest.arch]

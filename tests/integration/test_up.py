@@ -133,6 +133,18 @@ def test_ssh_passes_exit_status(lab: Path, up_result: object, p9: Any) -> None:
     assert res.returncode == 7
 
 
+def test_sshd_first_while_booting_then_as_any_unit(lab: Path, up_result: object,
+                                                   p9: Any) -> None:
+    # ssh.service's cgroup weighs 10x during the boot (rootfs/guest_setup.py), the
+    # default once the boot is done
+    res = p9("-f", str(lab), "ssh", "web", "--",
+             "systemctl is-system-running --wait >/dev/null; "
+             "grep -h StartupCPUWeight /etc/systemd/system/ssh.service; "
+             "cat /sys/fs/cgroup/system.slice/ssh.service/cpu.weight")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["StartupCPUWeight=1000", "100"], res.stdout
+
+
 def test_system_files_as_debian_installed_them(lab: Path, up_result: object, p9: Any) -> None:
     res = p9("ssh", "--lab", str(lab), "web",
              "stat -c '%U %a %F' /usr/bin/passwd /etc/shadow /tmp /bin /dev/null")
