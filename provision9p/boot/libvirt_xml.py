@@ -47,8 +47,9 @@ def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
     if guest.machine not in MMIO_MACHINES:
         features = ET.SubElement(dom, "features")
         ET.SubElement(features, "acpi")
-        if is_i440fx(guest):  # of qemu_argv's PC_UNUSED, what Debian 12's libvirt
-            ET.SubElement(features, "vmport", state="off")  # schema has a switch for
+        if is_i440fx(guest):
+            # of qemu_argv's PC_UNUSED, the one Debian 12's libvirt schema has a switch for
+            ET.SubElement(features, "vmport", state="off")
     if run.accel != "kvm" and guest.arch in TCG_CPUS:  # the model qemu_argv picks
         cpu = ET.SubElement(dom, "cpu", mode="custom", match="exact")
         ET.SubElement(cpu, "model", fallback="forbid").text = TCG_CPUS[guest.arch]
