@@ -29,7 +29,8 @@ from provision9p.rootfs.keys import KeyPair
 MASKED_UNITS = (
     "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
     "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
-    "getty-static.service", "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount",
+    "getty-static.service", "getty@tty1.service",  # QEMU runs with -nodefaults: no VGA
+    "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount",
     "systemd-networkd-wait-online.service",
     # The initramfs mounted the root with the lab's options and the base tree already has
     # its system users; remounting, sysusers and preloading loop/dm/drm only cost seconds.
