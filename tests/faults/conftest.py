@@ -120,9 +120,20 @@ class Lab:
         return self.dir / ".provision9p"
 
     def orphans(self) -> list[str]:
-        """Processes of ours still about, the guest's own QEMU aside."""
+        """Processes of ours still about, but for a running guest's own QEMU and the SSH
+        master `up` opened for it (connect/openssh.py): both end with the guest, so with
+        the guest stopped they count."""
         pid = qemu_pid(self.state, self.guest)
-        return processes_mentioning(str(self.dir), exclude={pid} if pid else set())
+        if pid is None:
+            return processes_mentioning(str(self.dir))
+        return [line for line in processes_mentioning(str(self.dir), exclude={pid})
+                if not _ssh_master(line)]
+
+
+def _ssh_master(line: str) -> bool:
+    words = line.split(": ", 1)[1].split()
+    return words[:1] == ["ssh"] and "-N" in words and any(
+        w.startswith("ControlPath=") for w in words)
 
 
 def make_lab(guest: str, body: str = "") -> Lab:
