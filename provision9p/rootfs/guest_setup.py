@@ -100,6 +100,7 @@ def setup_tree(tree: Path, inputs: SetupInputs) -> None:
         cp.write_file(tree, "/etc/systemd/network/30-lab.network",
                       network_file(guest.mac, guest.address))
     _ssh(tree, inputs)
+    _motd_without_update(tree)
     for unit in MASKED_UNITS:
         cp.symlink(tree, f"/etc/systemd/system/{unit}", "/dev/null")
     for path, text in DROP_INS.items():
@@ -132,6 +133,35 @@ def _ssh(tree: Path, inputs: SetupInputs) -> None:
     root_ssh.mkdir(mode=0o700, exist_ok=True)
     root_ssh.chmod(0o700)
     cp.write_file(tree, "/root/.ssh/authorized_keys", inputs.authorized_key + "\n", 0o600)
+
+
+def motd_without_update(pam_sshd: str) -> str:
+    """/etc/pam.d/sshd with pam_motd's `noupdate` on every line that still runs the
+    update-motd.d scripts (Debian's first pam_motd line; the second already has it).
+
+    Those scripts ran at every SSH login, `up`'s own and each `provision9p ssh`: a shell,
+    run-parts and uname under TCG, 0.8 s of the first command's 1.3 s on a booted guest
+    (bench/results/up-speed.md). The static /etc/motd is still shown; the uname line is
+    what a lab guest's login no longer prints.
+    """
+    out = []
+    for line in pam_sshd.splitlines(keepends=True):
+        body, hash_, comment = line.partition("#")
+        words = body.split()
+        if "pam_motd.so" in words and "noupdate" not in words and words[0] == "session":
+            out.append("# provision9p: no update-motd.d scripts at each login (slow under TCG)\n")
+            line = f"{body.rstrip()} noupdate" + (f" {hash_}{comment}" if hash_ else "\n")
+        out.append(line)
+    return "".join(out)
+
+
+def _motd_without_update(tree: Path) -> None:
+    path = cp.resolve_in(tree, "/etc/pam.d/sshd")
+    if path.is_file() and not path.is_symlink():
+        text = path.read_text()
+        new = motd_without_update(text)
+        if new != text:
+            cp.write_file(tree, "/etc/pam.d/sshd", new, path.stat().st_mode & 0o7777)
 
 
 def _fast_ssh_unit(tree: Path) -> None:

@@ -145,6 +145,14 @@ def test_sshd_first_while_booting_then_as_any_unit(lab: Path, up_result: object,
     assert res.stdout.split() == ["StartupCPUWeight=1000", "100"], res.stdout
 
 
+def test_logins_run_no_update_motd_scripts(lab: Path, up_result: object, p9: Any) -> None:
+    # pam_motd's update wrote /run/motd.dynamic at every login (0.8 s each under TCG);
+    # guest setup turned it off, the static motd stays
+    res = p9("-f", str(lab), "ssh", "web", "--",
+             "test -s /etc/motd && ! test -e /run/motd.dynamic && echo quiet")
+    assert res.returncode == 0 and res.stdout.split() == ["quiet"], res.stdout + res.stderr
+
+
 def test_system_files_as_debian_installed_them(lab: Path, up_result: object, p9: Any) -> None:
     res = p9("ssh", "--lab", str(lab), "web",
              "stat -c '%U %a %F' /usr/bin/passwd /etc/shadow /tmp /bin /dev/null")
