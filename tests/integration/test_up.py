@@ -179,6 +179,51 @@ def test_a_real_users_file_on_a_mapped_share(lab: Path, up_result: object, p9: A
     assert os.stat(host).st_uid == qemu_user(Share(path=lab.parent, mount_tag="x")).uid
 
 
+# The service module on a booted guest: its probe (is-enabled and is-active side by side)
+# read back as the state before each task, through every transition.
+SERVICE_ROLE = """\
+- copy:
+    dest: /etc/systemd/system/p9-probe.service
+    content: "[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\nWantedBy=multi-user.target\\n"
+- systemd: {name: p9-probe, daemon_reload: true, state: stopped}
+  register: r1
+- systemd: {name: p9-probe, enabled: true, state: started}
+  register: r2
+- systemd: {name: p9-probe.service, enabled: true, state: started}
+  register: r3
+- service: {name: sshd, enabled: true}
+  register: r4
+- systemd: {name: p9-probe, enabled: false, state: stopped}
+  register: r5
+- service: {name: nosuch, state: started}
+  register: r6
+  ignore_errors: true
+- assert:
+    that:
+      - not r1.changed and r1.status.ActiveState == 'inactive'
+      - r1.status.UnitFileState == 'disabled'
+      - r2.changed and r2.status.ActiveState == 'inactive'
+      - not r3.changed and r3.status.ActiveState == 'active'
+      - r3.status.UnitFileState == 'enabled'
+      - not r4.changed and r4.status.UnitFileState == 'alias'
+      - r5.changed and r5.status.ActiveState == 'active'
+      - r6.failed
+"""
+
+
+def test_service_states_on_the_booted_guest(lab: Path, up_result: object, p9: Any) -> None:
+    role = lab.parent / "roles" / "p9probe" / "tasks"
+    role.mkdir(parents=True)
+    (role / "main.yml").write_text(SERVICE_ROLE)
+    probe_lab = lab.parent / "probe.yml"
+    probe_lab.write_text(LAB.replace("roles: [users]", "roles: [p9probe]"))
+    res = p9("-f", str(probe_lab), "apply", "web")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"ok=\d+ changed=3 .*failed=0", res.stdout + res.stderr), res.stdout
+    res = p9("-f", str(lab), "ssh", "web", "--", "systemctl is-active p9-probe")
+    assert res.stdout.strip() == "inactive", res.stdout
+
+
 def test_second_up_changes_nothing_quickly(lab: Path, up_result: object, p9: Any) -> None:
     start = time.monotonic()
     res = p9("-f", str(lab), "up")
