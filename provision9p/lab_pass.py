@@ -48,6 +48,14 @@ def write_block(conn: Connection, lab: LabSpec) -> bool:
     return True
 
 
+def address_timeout(boot_seconds: float) -> float:
+    """How long `up` waits for the lab address after the roles: at least 60 s, and twice
+    the boot's own time to SSH on a host slow enough to need more. On a loaded host the
+    rest of the boot stretches with it: a guest that took 3 min 19 s to finish booting
+    got its address from networkd more than 60 s after the roles were done."""
+    return max(60.0, 2.0 * boot_seconds)
+
+
 def wait_for_address(conn: Connection, guest: GuestSpec, timeout: float = 60.0) -> None:
     """Until the guest's lab address is on its NIC. systemd-networkd sets it while the
     boot goes on after SSH answered, so `up` would otherwise return before the other

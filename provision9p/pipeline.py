@@ -121,7 +121,7 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
             try:
                 if play:
                     _roles_over_ssh(target, conn, play, out)
-                hosts_changed = _lab_hosts(target, conn, out)
+                hosts_changed = _lab_hosts(target, conn, out, boot_seconds=0.0)  # booted before
                 # over SFTP, not `cat`: no command for the guest to start (seconds in TCG)
                 mounts = conn.read_file("/proc/self/mounts").decode(errors="replace")
             finally:
@@ -171,7 +171,7 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
             try:
                 if play:
                     _roles_over_ssh(target, conn, play, out)
-                _lab_hosts(target, conn, out)
+                _lab_hosts(target, conn, out, boot.seconds)
             finally:
                 conn.close()
         elif kept is not None:
@@ -198,13 +198,14 @@ def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
     return out
 
 
-def _lab_hosts(target: Target, conn: Connection, out: GuestOutcome) -> bool:
+def _lab_hosts(target: Target, conn: Connection, out: GuestOutcome,
+               boot_seconds: float) -> bool:
     """The lab's /etc/hosts block on the connection the roles used: no log-in of its own
     in the lab's pass (the guests this `up` did not touch still get one there). Whether
     the block had to be rewritten."""
     if not target.lab.network.enabled:
         return False
-    lab_pass.wait_for_address(conn, target.guest)
+    lab_pass.wait_for_address(conn, target.guest, lab_pass.address_timeout(boot_seconds))
     changed = lab_pass.write_block(conn, target.lab)
     if changed:
         out.notes.append("/etc/hosts names the lab's guests again")

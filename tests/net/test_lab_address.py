@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from provision9p.errors import BootError
-from provision9p.lab_pass import FIB, wait_for_address
+from provision9p.lab_pass import FIB, address_timeout, wait_for_address
 
 
 @dataclass
@@ -64,3 +64,9 @@ def test_no_lab_address_nothing_to_wait_for() -> None:
     conn = Reads([""])
     wait_for_address(conn, Guest("c", None))  # type: ignore[arg-type]
     assert conn.reads == 0
+
+
+def test_a_slow_boot_waits_longer_for_the_address() -> None:
+    # a quick boot keeps the 60 s floor; a slow host's boot stretches the wait with it
+    assert address_timeout(9.0) == 60.0
+    assert address_timeout(150.0) == 300.0
