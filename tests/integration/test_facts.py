@@ -96,9 +96,11 @@ def guest(lab: Path) -> GuestSpec:
 def ssh(lab: Path, guest: GuestSpec) -> Iterator[SSHConnection]:
     spec = load_lab(lab)
     conn = connect(resolve(spec, spec.guest("fx")))
-    # udev loads modules (kvm where the CPU offers vmx) after SSH answers: let it finish
-    # so both gatherings see the same /proc/modules.
-    conn.run("udevadm settle --timeout=120")
+    # SSH answers while the boot goes on (sshd starts first): udev's coldplug loads
+    # modules (kvm where the CPU offers vmx/svm) and units are still starting. Let the
+    # boot finish, then udev's queue, so both gatherings see the same system (a settle
+    # alone returned at once on a slow host: the coldplug had not started yet).
+    conn.run("systemctl is-system-running --wait >/dev/null; udevadm settle --timeout=120")
     yield conn
     conn.close()
 
