@@ -141,7 +141,7 @@ def motd_without_update(pam_sshd: str) -> str:
 
     Those scripts ran at every SSH login, `up`'s own and each `provision9p ssh`: a shell,
     run-parts and uname under TCG, 0.8 s of the first command's 1.3 s on a booted guest
-    (bench/results/up-speed.md). The static /etc/motd is still shown; the uname line is
+    (bench/results/up-before-after.md). The static /etc/motd is still shown; the uname line is
     what a lab guest's login no longer prints.
     """
     out = []
