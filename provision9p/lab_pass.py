@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Collection
 
+from provision9p.boot.sysinit import after_ssh_timeout
 from provision9p.connect.base import Connection
 from provision9p.connect.ssh import connect
 from provision9p.errors import BootError
@@ -53,7 +54,7 @@ def address_timeout(boot_seconds: float) -> float:
     the boot's own time to SSH on a host slow enough to need more. On a loaded host the
     rest of the boot stretches with it: a guest that took 3 min 19 s to finish booting
     got its address from networkd more than 60 s after the roles were done."""
-    return max(60.0, 2.0 * boot_seconds)
+    return after_ssh_timeout(boot_seconds)
 
 
 def wait_for_address(conn: Connection, guest: GuestSpec, timeout: float = 60.0) -> None:

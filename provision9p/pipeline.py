@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from provision9p import lab_pass, ui
-from provision9p.boot import supervisor, switch
+from provision9p.boot import supervisor, switch, sysinit
 from provision9p.connect.base import Connection
 from provision9p.connect.openssh import Master
 from provision9p.connect.ssh import connect
@@ -166,16 +166,14 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
     # opened alongside the roles, so the first `provision9p ssh` after up has no handshake
     master = Master.open(target)
     try:
-        if play or lab.network.enabled:
-            conn = kept or connect(target)
-            try:
-                if play:
-                    _roles_over_ssh(target, conn, play, out)
-                _lab_hosts(target, conn, out, boot.seconds)
-            finally:
-                conn.close()
-        elif kept is not None:
-            kept.close()
+        conn = kept or connect(target)
+        try:
+            _wait_for_sysinit(target, conn, out, boot.seconds)
+            if play:
+                _roles_over_ssh(target, conn, play, out)
+            _lab_hosts(target, conn, out, boot.seconds)
+        finally:
+            conn.close()
     finally:
         master.join()
     if verify:
@@ -196,6 +194,17 @@ def _lab_pass(lab: LabSpec, outcomes: list[GuestOutcome], restarted: bool,
             lab, booted={o.name for o in outcomes if o.booted}, switch_restarted=restarted,
             verify=verify, hosts_done={o.name for o in outcomes if o.hosts_written})
     return out
+
+
+def _wait_for_sysinit(target: Target, conn: Connection, out: GuestOutcome,
+                      boot_seconds: float) -> None:
+    """The roles and whoever logs in after `up` see the guest past sysinit, as behind a
+    stock sshd (boot/sysinit.py)."""
+    waited = sysinit.wait_for_sysinit(conn, target.name,
+                                      sysinit.after_ssh_timeout(boot_seconds))
+    out.timings["sysinit_wait"] = round(waited, 2)
+    if waited >= 0.1:
+        ui.info(f"    {target.name}: sysinit reached {waited:.1f} s after SSH")
 
 
 def _lab_hosts(target: Target, conn: Connection, out: GuestOutcome,

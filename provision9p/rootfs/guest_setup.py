@@ -106,6 +106,7 @@ def setup_tree(tree: Path, inputs: SetupInputs) -> None:
     for path, text in DROP_INS.items():
         cp.write_file(tree, path, text)
     _fast_ssh_unit(tree)
+    _sysinit_mark_unit(tree)
     # networkd only where something is left for it to configure: the lab NIC, or eth0
     # when no initramfs of ours did. Otherwise it only re-applies eth0's address while the
     # first login waits (bench/results/boot-speed.md: the guest settles ~2 s sooner).
@@ -203,6 +204,35 @@ def _fast_ssh_unit(tree: Path) -> None:
     cp.symlink(tree, f"/etc/systemd/system/multi-user.target.wants/{SSH_WEIGHT_RESET}",
                f"/etc/systemd/system/{SSH_WEIGHT_RESET}")  # what `systemctl enable` makes
 
+
+def _sysinit_mark_unit(tree: Path) -> None:
+    """A file in /run once sysinit.target's jobs are done, for `up` to wait on before the
+    roles (boot/sysinit.py). sshd answers before sysinit (_fast_ssh_unit), and
+    systemd-tmpfiles-setup's `--remove --boot` empties /tmp there: a role's file written
+    to /tmp in between was gone a moment later (CI: get_url's download, "No such file").
+    Stock Debian's sshd waits for basic.target, so a role never saw that window."""
+    cp.write_file(tree, f"/etc/systemd/system/{SYSINIT_MARK_UNIT}", SYSINIT_MARK_UNIT_TEXT)
+    cp.symlink(tree, f"/etc/systemd/system/basic.target.wants/{SYSINIT_MARK_UNIT}",
+               f"/etc/systemd/system/{SYSINIT_MARK_UNIT}")  # what `systemctl enable` makes
+
+
+SYSINIT_MARK_UNIT = "provision9p-sysinit.service"
+#: made once per boot (/run is a tmpfs), after sysinit.target whatever its jobs' results
+SYSINIT_MARK = "/run/provision9p-sysinit"
+SYSINIT_MARK_UNIT_TEXT = f"""\
+# provision9p: marks the end of sysinit (mounts, tmpfiles, udev's coldplug) for `up`
+[Unit]
+Description=Mark that sysinit.target was reached
+DefaultDependencies=no
+After=sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/touch {SYSINIT_MARK}
+
+[Install]
+WantedBy=basic.target
+"""
 
 SSH_WEIGHT_RESET = "provision9p-ssh-weight.service"
 SSH_WEIGHT_RESET_UNIT = """\

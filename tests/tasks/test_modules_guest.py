@@ -1,6 +1,9 @@
 """The new modules on a booted guest, through `up` and a second `apply`: the download
 happens in the guest (through QEMU's user network to a server on the host's loopback),
-ports are probed from inside, and the second run changes nothing."""
+ports are probed from inside, and the second run changes nothing. A unit of sysinit that
+takes 15 s proves that the roles wait for the boot to pass sysinit.target (sshd answers
+before it, and systemd-tmpfiles-setup empties /tmp there: the download's file, written to
+/tmp, was once gone before it was read back)."""
 
 from __future__ import annotations
 
@@ -35,6 +38,23 @@ guests:
 """
 
 TASKS = """\
+- name: a slow unit of sysinit
+  copy:
+    dest: /etc/systemd/system/slow-sysinit.service
+    content: |
+      [Unit]
+      DefaultDependencies=no
+      Before=sysinit.target
+      [Service]
+      Type=oneshot
+      ExecStart=/bin/sleep 15
+      ExecStart=/bin/touch /run/slow-sysinit-done
+      [Install]
+      WantedBy=sysinit.target
+- name: in the boot
+  systemd:
+    name: slow-sysinit
+    enabled: true
 - name: zone
   timezone:
     name: Europe/Paris
@@ -55,6 +75,11 @@ TASKS = """\
     path: /etc/mods.conf
     regexp: '^Port 22$'
     replace: Port 222
+- name: the boot is past sysinit when the roles begin
+  stat:
+    path: /run/slow-sysinit-done
+  register: slow
+  phase: ssh
 - name: download in the guest
   get_url:
     url: "{{ url }}/tool.tar.gz"
@@ -93,6 +118,7 @@ TASKS = """\
 - name: everything as expected
   assert:
     that:
+      - slow.stat.exists
       - found.matched == 1
       - script.content == "ZWNobyB0b29sCg=="
       - got.dest == "/opt/tool.tar.gz"
