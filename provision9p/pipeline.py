@@ -119,6 +119,9 @@ def _up_guest(target: Target, play: Play, out: GuestOutcome, *, rebuild: bool,
             # Roles are not build inputs: they are applied again, over SSH.
             conn = connect(target)
             try:
+                # booted long ago, as a rule; but an `up` killed after SSH answered left
+                # a boot that may still be in sysinit
+                _wait_for_sysinit(target, conn, out, boot_seconds=0.0)
                 if play:
                     _roles_over_ssh(target, conn, play, out)
                 hosts_changed = _lab_hosts(target, conn, out, boot_seconds=0.0)  # booted before
