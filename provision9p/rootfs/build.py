@@ -41,7 +41,7 @@ from provision9p.state import BuildRecord, GuestState
 from provision9p.target import Target
 
 # Bump when what the build writes into a tree changes, so old trees are rebuilt.
-BUILD_FORMAT = 6
+BUILD_FORMAT = 7
 
 # Runs on the plain tree before conversion (the roles engine's tree phase plugs in here).
 TreeHook = Callable[[Path], None]

@@ -18,6 +18,7 @@ from provision9p.connect.openssh import control_path
 from provision9p.lab import load_lab
 from provision9p.lab.model import Share
 from provision9p.qemu_user import qemu_user
+from provision9p.rootfs.guest_setup import MASKED_GENERATORS
 from provision9p.rootfs.security import security_model
 from provision9p.target import resolve
 
@@ -151,6 +152,21 @@ def test_logins_run_no_update_motd_scripts(lab: Path, up_result: object, p9: Any
     res = p9("-f", str(lab), "ssh", "web", "--",
              "test -s /etc/motd && ! test -e /run/motd.dynamic && echo quiet")
     assert res.returncode == 0 and res.stdout.split() == ["quiet"], res.stdout + res.stderr
+
+
+def test_masked_generators_mask_real_ones_and_the_rest_ran(lab: Path, up_result: object,
+                                                          p9: Any) -> None:
+    # each masked name is one of the guest's generators (a renamed one would be missed),
+    # and the kept ones still ran: fstab's made the share's mount unit, getty's the console
+    res = p9("-f", str(lab), "ssh", "web", "--",
+             "cd /etc/systemd/system-generators && for g in *; do "
+             "test -x /lib/systemd/system-generators/$g && readlink $g; done; "
+             "ls /run/systemd/generator/mnt-data.mount "
+             "/run/systemd/generator/getty.target.wants/serial-getty@ttyS0.service")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.split() == ["/dev/null"] * len(MASKED_GENERATORS) + [
+        "/run/systemd/generator/getty.target.wants/serial-getty@ttyS0.service",
+        "/run/systemd/generator/mnt-data.mount"], res.stdout  # as ls sorts them
 
 
 def test_system_files_as_debian_installed_them(lab: Path, up_result: object, p9: Any) -> None:
