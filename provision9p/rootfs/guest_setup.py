@@ -46,8 +46,9 @@ MASKED_UNITS = (
 # disk, a swap partition to resume from, an offline update. Masked the way
 # systemd.generator(7) says: a link to /dev/null in /etc/systemd/system-generators.
 # fstab, getty, sysv, rc-local, debug and run stay: they do something here, or on the
-# kernel command line a user may give. (Under TCG the generators finished 0.9 s sooner
-# and sshd was active 1.3 s sooner, medians of 4 boots: bench/results/up-before-after.md.)
+# kernel command line a user may give. (Under TCG the generators finished 0.6-0.9 s
+# sooner in two bench runs and no sooner in a third; end to end no difference showed:
+# bench/results/up-before-after.md.)
 MASKED_GENERATORS = (
     "systemd-cryptsetup-generator", "systemd-integritysetup-generator",
     "systemd-veritysetup-generator", "systemd-gpt-auto-generator",
