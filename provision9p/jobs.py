@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -129,3 +130,33 @@ def run_jobs(jobs: Sequence[Job[T]], *, limit: int,
         stop.set()
         raise
     return [outcomes[j.name] for j in jobs]
+
+
+def beside(work: Callable[[], T], name: str) -> Future[T]:
+    """`work` in a thread of its own while this one goes on, its lines about this
+    thread's guest; its value or error comes from the future.
+
+    A daemon thread, as run_jobs' workers are: a run that ends under it (an error of the
+    caller's, Ctrl-C) leaves what a killed run leaves, so `work` must write only what a
+    kill leaves whole (staged directories, verified downloads) and start no process.
+    """
+    done: Future[T] = Future()
+    guest_name = ui.current_guest()
+
+    def run() -> None:
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            if guest_name is None:
+                value = work()
+            else:
+                with ui.guest(guest_name):
+                    value = work()
+        except BaseException as exc:  # handed over whole, as a worker thread's would be
+            done.set_exception(exc)
+        else:
+            done.set_result(value)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done
+

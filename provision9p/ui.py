@@ -197,7 +197,7 @@ def step(title: str) -> Iterator[None]:
         yield
     finally:
         if board_now is not None and name is not None:
-            board_now.pop_step(name)
+            board_now.pop_step(name, short)
     took = time.monotonic() - start
     if name is None:
         info(f"    done in {took:.1f} s")
@@ -292,10 +292,15 @@ class _Board:
         if row is not None:
             row.steps.append((text, time.monotonic()))
 
-    def pop_step(self, name: str) -> None:
+    def pop_step(self, name: str, text: str) -> None:
+        # by its text: two threads of one guest (jobs.beside) end their steps in any order
         row = self.rows.get(name)
-        if row is not None and row.steps:
-            row.steps.pop()
+        if row is None:
+            return
+        for i in range(len(row.steps) - 1, -1, -1):
+            if row.steps[i][0] == text:
+                del row.steps[i]
+                return
 
     def render(self) -> Group:
         grid = Table.grid(padding=(0, 1))

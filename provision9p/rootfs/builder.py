@@ -233,12 +233,15 @@ def _keep_debs(target: Path) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+# Opened here, not in the child: between fork and exec only this thread exists, and a
+# dlopen there could wait forever on a loader lock another thread (a kernel download
+# beside the build, jobs.beside) held at the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when provision9p dies, even by kill -9."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 # debootstrap's per-package lines, and mmdebstrap's few phase lines

@@ -9,7 +9,7 @@ import pytest
 
 from provision9p import ui
 from provision9p.errors import BootError
-from provision9p.jobs import Job, Outcome, default_jobs, run_jobs
+from provision9p.jobs import Job, Outcome, beside, default_jobs, run_jobs
 
 
 class Gauge:
@@ -123,3 +123,31 @@ def test_ctrl_c_ends_the_run_without_waiting_for_running_jobs() -> None:
     assert proc.returncode == 130 and "interrupted" in out.splitlines(), out
     assert time.monotonic() - start < 10  # not the jobs' 60 s
     assert out.count("started") <= 1  # the third job never started
+
+
+def test_beside_hands_back_the_value_and_keeps_the_guest() -> None:
+    with ui.guest("web"):
+        job = beside(lambda: (ui.current_guest(), threading.current_thread().name),
+                     "web-kernel")
+    assert job.result(timeout=5) == ("web", "web-kernel")
+
+
+def test_beside_hands_back_the_error_to_the_caller() -> None:
+    job = beside(_fail, "bad-kernel")
+    with pytest.raises(BootError, match="bad did not come up"):
+        job.result(timeout=5)
+
+
+def test_beside_runs_while_the_caller_goes_on() -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def work() -> int:
+        started.set()
+        release.wait(5)
+        return 7
+
+    job = beside(work, "slow")
+    assert started.wait(5) and not job.done()  # the caller is not held up
+    release.set()
+    assert job.result(timeout=5) == 7

@@ -166,3 +166,21 @@ def _render(board: object) -> str:
     console = Console(width=120, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(board.render())  # type: ignore[attr-defined]
     return console.export_text()
+
+
+def test_steps_of_two_threads_end_in_any_order(tty: Pty) -> None:
+    # the kernel's thread (jobs.beside) and the base tree's step are both on web's line;
+    # whichever ends first takes only its own step off
+    tty.install()  # type: ignore[attr-defined]
+    with ui.board(["web"]):
+        assert ui._board is not None
+        row = ui._board.rows["web"]
+        with ui.guest("web"):
+            outer = ui.step("web: base tree")
+            outer.__enter__()
+            inner = ui.step("web: extracting linux-image.deb")
+            inner.__enter__()
+            outer.__exit__(None, None, None)  # the base tree is done first
+            assert [text for text, _ in row.steps] == ["extracting linux-image.deb"]
+            inner.__exit__(None, None, None)
+            assert row.steps == []
