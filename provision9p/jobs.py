@@ -138,7 +138,8 @@ def beside(work: Callable[[], T], name: str) -> Future[T]:
 
     A daemon thread, as run_jobs' workers are: a run that ends under it (an error of the
     caller's, Ctrl-C) leaves what a killed run leaves, so `work` must write only what a
-    kill leaves whole (staged directories, verified downloads) and start no process.
+    kill leaves whole (staged directories, verified downloads) and start no process that
+    outlives it (the kernel's `zstd -dc`, fed through a pipe, ends when the pipe does).
     """
     done: Future[T] = Future()
     guest_name = ui.current_guest()
