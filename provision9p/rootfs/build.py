@@ -192,10 +192,16 @@ def build_guest(target: Target, *, force: bool = False, tree_hook: TreeHook | No
     # host's other core. A kernel that cannot boot is refused once both are done.
     kernel_job = jobs.beside(kernel_stage, f"{guest.name}-kernel")
     t0 = time.monotonic()
-    with ui.step(f"{guest.name}: base tree ({guest.rootfs.suite}, {guest.debian_arch})"):
-        base = base_for(target, mirror)
-        if base.cached:
-            ui.info(f"    cached: {base.path}")
+    try:
+        with ui.step(f"{guest.name}: base tree ({guest.rootfs.suite}, {guest.debian_arch})"):
+            base = base_for(target, mirror)
+            if base.cached:
+                ui.info(f"    cached: {base.path}")
+    except Exception:
+        # the kernel's download or extraction ends whole (or fails) before this error
+        # goes up: a failed build leaves nothing half-made in the cache
+        kernel_job.exception()
+        raise
     base_seconds = time.monotonic() - t0
     kernel, kernel_seconds = kernel_job.result()
     stages["kernel"] = round(kernel_seconds, 2)  # beside the base: the two overlap
