@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Set everything up on a Debian 12 host (as root), then run one job:
 #   ./setup.sh up [LAB [GUEST...]]   the whole pipeline on LAB (default: the built-in default lab)
-#   ./setup.sh test       ruff, mypy and the whole test suite, real guests included
-# Safe to run again: it installs only what is missing.
+#   ./setup.sh test [--all] [PYTEST-ARGS]
+#                         ruff, mypy and the CI ring (unit, tree and the vm tests that prove
+#                         each feature); --all adds the slow ring (long comparisons, cold caches)
+# `up` installs what running needs; `test` adds what testing needs. Safe to run again: it
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
 APT_PACKAGES=(
   qemu-system-x86 qemu-utils debootstrap busybox-static cpio zstd xz-utils
   openssh-client python3-venv acl attr iproute2 ca-certificates gpgv debian-archive-keyring
-  vde2 mmdebstrap uidmap libvirt-clients libxml2-utils
+  vde2 mmdebstrap uidmap
   qemu-system-arm qemu-user-static binfmt-support arch-test  # arch-test: mmdebstrap, foreign trees
+)
+TEST_APT_PACKAGES=(
+  libvirt-clients libxml2-utils  # virt-xml-validate, for the libvirt domain's test
+  qemu-system-misc  # qemu-system-s390x: the test that QEMU realizes an s390x guest's devices
   kmod  # depmod, for virtme-ng in bench/virtme_ng.py (a bench dependency only)
 )
+job=${1:-up}
+if [ "$job" = test ]; then APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); fi
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -42,14 +51,16 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the virtual environment in .venv"
   python3 -m venv .venv
 fi
-stamp=.venv/.provision9p-installed
+# running needs provision9p and its dependencies; testing adds the [test] extra (ruff, mypy,
+# Ansible for the compatibility tests, pytest-xdist, pytest-timeout). A stamp per set.
+target=.; stamp=.venv/.provision9p-installed
+if [ "$job" = test ]; then target='.[test]'; stamp=.venv/.provision9p-test-installed; fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing provision9p and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  say "installing provision9p ($target) and its dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"
   touch "$stamp"
 fi
 
-job=${1:-up}
 shift || true
 case "$job" in
   up)
@@ -62,12 +73,17 @@ case "$job" in
     .venv/bin/ruff check .
     say "mypy"
     .venv/bin/mypy
+    # --all: the slow ring too (tests/conftest.py deselects `slow` unless it is given)
+    ring=()
+    if [ "${1:-}" = --all ]; then shift; ring=(--run-slow); fi
     say "pytest"
-    # the slowest tests, so a CI log shows where its time goes
-    exec .venv/bin/python -m pytest -ra --durations=30 "$@"
+    # two workers: the vm tests in one serial lane (xdist group "vm"), the unit and tree
+    # rings beside them; the slowest tests and a per-module table show where the time went
+    exec .venv/bin/python -m pytest -ra --durations=30 -n 2 --dist loadgroup \
+      "${ring[@]}" "$@"
     ;;
   *)
-    echo "usage: ./setup.sh [up [LAB [GUEST...]] | test [PYTEST-ARGS]]" >&2
+    echo "usage: ./setup.sh [up [LAB [GUEST...]] | test [--all] [PYTEST-ARGS]]" >&2
     exit 2
     ;;
 esac

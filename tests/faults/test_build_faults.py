@@ -22,6 +22,13 @@ from .conftest import Lab, argv, make_lab, processes_mentioning, run, spawn, tea
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
+# The tests on the module's own, cold cache download a kernel and build a base tree each
+# time (minutes on a CI host): the slow ring's. The CI ring's kill -9 proof of the build is
+# the rebuild-stage kill on the shared cache; of one debootstrap for two takers, the cache
+# lock's own test.
+COLD = pytest.mark.slow(covered_by="tests/faults/test_build_faults.py::"
+                                   "test_kill_during_rebuild_stage")
+
 
 @pytest.fixture(scope="module")
 def cache() -> Iterator[Path]:
@@ -81,6 +88,7 @@ def test_full_cache_filesystem_is_a_clear_error(labs: tuple[Lab, Lab]) -> None:
         mnt.rmdir()
 
 
+@COLD
 def test_kill_during_kernel_download(cache: Path, labs: tuple[Lab, Lab],
                                      tmp_path: Path) -> None:
     up = spawn(argv("up", labs[0].file), tmp_path / "up.log", PROVISION9P_CACHE=str(cache))
@@ -95,6 +103,7 @@ def test_kill_during_kernel_download(cache: Path, labs: tuple[Lab, Lab],
     assert _quiet(cache) == []
 
 
+@COLD
 def test_kill_during_debootstrap_leaves_no_orphan(cache: Path, labs: tuple[Lab, Lab],
                                                   tmp_path: Path) -> None:
     up = spawn(argv("up", labs[0].file), tmp_path / "up.log", PROVISION9P_CACHE=str(cache))
@@ -105,6 +114,8 @@ def test_kill_during_debootstrap_leaves_no_orphan(cache: Path, labs: tuple[Lab, 
     assert not list((cache / "trees").glob("bookworm-*")), "a half tree taken for whole"
 
 
+@pytest.mark.slow(covered_by="tests/host/test_cache_lock.py::"
+                             "test_second_taker_waits_for_the_first")
 def test_two_labs_at_once_share_one_debootstrap(cache: Path, labs: tuple[Lab, Lab],
                                                 tmp_path: Path) -> None:
     a = spawn(argv("up", labs[0].file), tmp_path / "a.log", PROVISION9P_CACHE=str(cache))

@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -137,8 +138,18 @@ def test_doctor_on_a_lab_file(homes: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.network
+@pytest.mark.network  # apt-get from the mirror: the tree ring
 def test_install_a_missing_package() -> None:
     if os.geteuid() != 0:
         pytest.fail("installing packages needs root (CI runs as root)")
-    install_packages(["cpio"])
-    assert shutil.which("cpio")
+    # GNU hello: tiny, nothing set-up installs, nothing else needs; absent before the call
+    # (so an installer that does nothing fails), removed again afterwards.
+    subprocess.run(["dpkg", "--purge", "hello"], capture_output=True, check=False)
+    assert shutil.which("hello") is None
+    try:
+        install_packages(["hello"])
+        assert shutil.which("hello") == "/usr/bin/hello"
+        run = subprocess.run(["hello"], capture_output=True, text=True, check=True)
+        assert run.stdout == "Hello, world!\n"
+    finally:
+        subprocess.run(["dpkg", "--purge", "hello"], capture_output=True, check=False)

@@ -1,6 +1,7 @@
 """The CI recipe of examples/ci run as written: its script, unchanged, on a copy of the
 directory, as a developer's first run (writes the lock, names the digest) and then as
-CI's run (image by the committed digest, guests from it, verify). One boot."""
+CI's run (image by the committed digest, guests from it, verify). One boot. The slow ring
+adds another machine's run, on an empty cache."""
 
 from __future__ import annotations
 
@@ -48,45 +49,81 @@ def _run(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=1500)
 
 
+def _developer_then_ci(workdir: Path, env: dict[str, str]) -> tuple[Path, str]:
+    """The script's first run (writes the lock, names the digest), the developer's commit
+    (the digest into ci.yml), then CI's run (image by the committed digest, guests from it,
+    verify). The repository and the digest."""
+    repo = workdir / "ci"
+    shutil.copytree(CI, repo)
+    first = _run(repo / "ci.sh", env)
+    assert first.returncode == 1, first.stdout + first.stderr
+    m = re.search(r"put ([0-9a-f]{64}) into ci\.yml", first.stderr)
+    assert m, first.stderr
+    digest = m.group(1)
+    assert (repo / "build.lock").is_file()
+    # what the developer commits: the lock, and the digest in ci.yml
+    ci_yml = repo / "ci.yml"
+    ci_yml.write_text(re.sub(r"image: sha256:0{64}", f"image: sha256:{digest}",
+                             ci_yml.read_text()))
+    record = repo / ".provision9p" / "guests" / "base" / "build.json"
+    built_at = record.stat().st_mtime_ns
+
+    second = _run(repo / "ci.sh", env)
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out
+    assert "matches the lab" in second.stdout  # the committed lock was checked
+    # the image came from the cache (the store): build.yml's tree was not built again
+    assert record.stat().st_mtime_ns == built_at
+    report = (repo / "report.xml").read_text()
+    assert 'failures="0"' in report and "<testcase" in report
+    assert re.search(r"app\s+data\s+.*ok", second.stdout), second.stdout
+    return repo, digest
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    # a clean home; the shared cache (base trees, .debs, kernels) is allowed
+    return {**os.environ, "PROVISION9P_HOME": str(workdir / "home"),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def _clean_up(runs: list[tuple[Path, dict[str, str]]], digest: str,
+              env: dict[str, str]) -> None:
+    for where, run_env in runs:
+        if where.is_dir():
+            subprocess.run([str(Path(sys.executable).parent / "provision9p"), "-f",
+                            str(where / "ci.yml"), "down", "--timeout", "5"],
+                           env=run_env, capture_output=True)
+    if digest:  # the image store is the shared cache's
+        subprocess.run([str(Path(sys.executable).parent / "provision9p"), "image", "rm",
+                        digest], env=env, capture_output=True)
+
+
 @pytest.mark.vm
 @pytest.mark.network
 def test_the_ci_recipe_as_written(workdir: Path) -> None:
-    repo = workdir / "ci"
-    shutil.copytree(CI, repo)
-    # a clean home; the shared cache (base trees, .debs, kernels) is allowed
-    env = {**os.environ, "PROVISION9P_HOME": str(workdir / "home"),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = _env(workdir)
     digest = ""
-    cold: dict[str, str] | None = None
     try:
-        first = _run(repo / "ci.sh", env)
-        assert first.returncode == 1, first.stdout + first.stderr
-        m = re.search(r"put ([0-9a-f]{64}) into ci\.yml", first.stderr)
-        assert m, first.stderr
-        digest = m.group(1)
-        assert (repo / "build.lock").is_file()
-        # what the developer commits: the lock, and the digest in ci.yml
-        ci_yml = repo / "ci.yml"
-        ci_yml.write_text(re.sub(r"image: sha256:0{64}", f"image: sha256:{digest}",
-                                 ci_yml.read_text()))
-        record = repo / ".provision9p" / "guests" / "base" / "build.json"
-        built_at = record.stat().st_mtime_ns
+        _, digest = _developer_then_ci(workdir, env)
+    finally:
+        _clean_up([(workdir / "ci", env)], digest, env)
 
-        second = _run(repo / "ci.sh", env)
-        out = second.stdout + second.stderr
-        assert second.returncode == 0, out
-        assert "matches the lab" in second.stdout  # the committed lock was checked
-        # the image came from the cache (the store): build.yml's tree was not built again
-        assert record.stat().st_mtime_ns == built_at
-        report = (repo / "report.xml").read_text()
-        assert 'failures="0"' in report and "<testcase" in report
-        assert re.search(r"app\s+data\s+.*ok", second.stdout), second.stdout
 
-        # Another machine: a clean clone of what was committed (lab, lock, digest), an
-        # empty cache and home. No cache holds the image, so the branch that builds it
-        # runs: a build pinned by the lock must give the digest the first, unpinned build
-        # gave. Only the downloaded .debs are carried over (as a CI cache of them would),
-        # to spare the mirror; no base tree, kernel, image or .deb store.
+@pytest.mark.vm
+@pytest.mark.network
+@pytest.mark.slow(covered_by="tests/image/test_ci_recipe.py::test_the_ci_recipe_as_written")
+@pytest.mark.timeout(2400)
+def test_the_ci_recipe_on_another_machine_with_an_empty_cache(workdir: Path) -> None:
+    """Another machine: a clean clone of what was committed (lab, lock, digest), an empty
+    cache and home. No cache holds the image, so the branch that builds it runs: a build
+    pinned by the lock must give the digest the first, unpinned build gave. Only the
+    downloaded .debs are carried over (as a CI cache of them would), to spare the mirror;
+    no base tree, kernel, image or .deb store. Slow: a cold base tree and kernel."""
+    env = _env(workdir)
+    digest = ""
+    cold: dict[str, str] = {}
+    try:
+        repo, digest = _developer_then_ci(workdir, env)
         clone = workdir / "clone"
         shutil.copytree(CI, clone)
         for name in ("build.lock", "ci.yml"):
@@ -101,14 +138,7 @@ def test_the_ci_recipe_as_written(workdir: Path) -> None:
         assert (clone / ".provision9p" / "guests" / "base" / "build.json").is_file()
         assert 'failures="0"' in (clone / "report.xml").read_text()
     finally:
-        for where, run_env in ((repo, env), (workdir / "clone", cold)):
-            if where.is_dir() and run_env is not None:
-                subprocess.run([str(Path(sys.executable).parent / "provision9p"), "-f",
-                                str(where / "ci.yml"), "down", "--timeout", "5"],
-                               env=run_env, capture_output=True)
-        if digest:  # the image store is the shared cache's
-            subprocess.run([str(Path(sys.executable).parent / "provision9p"), "image", "rm",
-                            digest], env=env, capture_output=True)
+        _clean_up([(workdir / "ci", env), (workdir / "clone", cold)], digest, env)
 
 
 def _seed_downloads(cache: Path) -> None:

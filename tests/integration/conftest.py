@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from integration.labs import SHARED_CHECKS, SHARED_LAB
 
 
 def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -29,12 +30,53 @@ def p9() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli
 
 
-@pytest.fixture(scope="session")
+def remove_tree(path: Path) -> None:
+    """Remove a module's labs as the module ends: what is mounted under it first (overlay
+    roots, which a plain rmtree would empty through the mount), then the files."""
+    real = os.path.realpath(path)
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(real + "/")), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
 def lab_dir() -> Iterator[Path]:
+    """A module's own directory for its labs, removed as the module ends (its guests are
+    stopped by the module's own fixtures before that)."""
     if os.geteuid() != 0:
         pytest.fail("the integration tests need root (debootstrap), as CI has")
     # Not under /tmp/pytest-of-root (0700): QEMU runs as another user and must get in.
     path = Path(tempfile.mkdtemp(prefix="p9-it-", dir="/var/tmp"))
     path.chmod(0o755)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path)
+
+
+# --- the suite's shared guest ---------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def shared_lab() -> Iterator[Path]:
+    """The shared guest's lab file, the guest up (no verify: its check fails on purpose)."""
+    if os.geteuid() != 0:
+        pytest.fail("the integration tests need root (debootstrap), as CI has")
+    where = Path(tempfile.mkdtemp(prefix="p9-shared-", dir="/var/tmp"))
+    where.chmod(0o755)
+    path = where / "lab.yml"
+    path.write_text(SHARED_LAB)
+    (where / "checks.py").write_text(SHARED_CHECKS)
+    try:
+        res = run_cli("-f", str(path), "up", "--no-verify")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        yield path
+    finally:
+        run_cli("-f", str(path), "down", "--timeout", "5")
+        remove_tree(where)
+
+
+@pytest.fixture()
+def shared_lab_restored(shared_lab: Path) -> Iterator[Path]:
+    """The shared lab for a test that writes into its lab file: the text is put back."""
+    text = shared_lab.read_text()
+    yield shared_lab
+    shared_lab.write_text(text)

@@ -20,3 +20,34 @@ def lab_file(lab_dir: Path, name: str, text: str,
         yield path
     finally:
         p9("-f", str(path), "down", "--timeout", "5")
+
+
+SHARED_GUEST = "sg"
+#: One guest for the session, booted once, used by every module that only needs a plain
+#: booted guest for its assertions (facts, tune). Each module that changes it restores what
+#: it changed: the lab file's text (tune --apply writes into it), a share's mount.
+SHARED_LAB = f"""\
+# the suite's shared guest (tests/integration/conftest.py): modules restore what they change
+name: shared
+guests:
+  {SHARED_GUEST}:
+    groups: [probes]
+    memory: 1024
+    cpus: 2
+    # provision9p's own command line has no_timer_check already: the repeat is on purpose,
+    # the facts must read a repeated flag as Ansible does (True, not a list)
+    kernel: {{cmdline: no_timer_check}}
+    rootfs:
+      layout: overlay  # a layer over the suite's one base tree: no copy, a quick removal
+      packages: [acl, python3, python3-apt]  # Ansible's modules need python3
+    shares:
+      - path: tune-data     # the swept share
+        mount_tag: tdata
+        mount: /mnt/tdata
+        cache: none
+    verify: [checks.py]  # a check that fails on purpose: how verify shows a failure
+"""
+SHARED_CHECKS = """\
+def test_fails_on_purpose(host):
+    assert host.run("echo out; echo err >&2; exit 3").rc == 0, "the probe failed"
+"""

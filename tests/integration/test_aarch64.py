@@ -16,9 +16,22 @@ from typing import Any
 
 import pytest
 
+from provision9p import paths
 from provision9p.host.binfmt import emulation
 
+
+def _cache_is_warm() -> bool:
+    """An arm64 base tree in the cache: without one, the build alone is minutes of
+    qemu-user, which is the slow ring's to pay (a CI machine's cache is always cold)."""
+    return any((paths.cache_home() / "trees").glob("*-arm64-*"))
+
+
 pytestmark = [pytest.mark.vm, pytest.mark.network]
+if not _cache_is_warm():
+    pytestmark.append(pytest.mark.slow(
+        covered_by="tests/kernel/test_arm64.py::test_debian_arm64_boots_a_9p_root_from_our_"
+                   "initramfs"))
+    pytestmark.append(pytest.mark.timeout(2700))
 
 LAB = """\
 name: a64

@@ -1,5 +1,5 @@
 """`tune msize` on a real guest: a short sweep, the clamped msize reported, the share put
-back as it was, and --apply keeping the lab file's comments (one boot for the module)."""
+back as it was, and --apply keeping the lab file's comments; on the suite's shared guest."""
 
 from __future__ import annotations
 
@@ -10,43 +10,26 @@ from typing import Any
 
 import pytest
 import yaml
+from integration.labs import SHARED_GUEST, SHARED_LAB
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
-LAB = """\
-# tune test lab: every comment here must survive --apply
-name: tune
-guests:
-  tuner:
-    memory: 1024
-    cpus: 2
-    # Linux's IO-APIC timer check panics a TCG guest on a loaded host ("IO-APIC + timer
-    # doesn't work", seen here at load 20); the check proves nothing in a VM.
-    kernel: {cmdline: no_timer_check}
-    rootfs:
-      packages: [acl, python3, python3-apt]  # the suite's one base tree (see conftest)
-    shares:
-      - path: tune-data     # the swept share
-        mount_tag: tdata
-        mount: /mnt/tdata
-        cache: none
-"""
+SG = SHARED_GUEST
 
 
 @pytest.fixture(scope="module")
-def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
-    path = lab_dir / "tune.yml"
-    path.write_text(LAB)
-    res = p9("-f", str(path), "up", "--no-verify")
-    assert res.returncode == 0, res.stdout + res.stderr
-    yield path
-    p9("-f", str(path), "down", "--timeout", "5")
+def lab(shared_lab: Path, p9: Any) -> Iterator[Path]:
+    """The suite's shared guest; its lab text and the swept share are put back after."""
+    text = shared_lab.read_text()
+    yield shared_lab
+    shared_lab.write_text(text)
+    p9("-f", str(shared_lab), "ssh", SG, "--", "umount /mnt/tdata; mount /mnt/tdata")
 
 
 @pytest.fixture(scope="module")
 def swept(lab: Path, p9: Any) -> tuple[str, str]:
     # mounted by hand at another msize than the lab's: the sweep must put that one back
-    res = p9("-f", str(lab), "ssh", "tuner", "--", "umount /mnt/tdata && mount -t 9p -o "
+    res = p9("-f", str(lab), "ssh", SG, "--", "umount /mnt/tdata && mount -t 9p -o "
              "trans=virtio,version=9p2000.L,msize=16384,cache=none tdata /mnt/tdata")
     assert res.returncode == 0, res.stderr
     res = p9("-f", str(lab), "tune", "msize", "--sizes", "65536,900000", "--file-size", "4M",
@@ -68,17 +51,16 @@ def test_apply_changes_only_the_msize_and_keeps_comments(lab: Path,
                                                          swept: tuple[str, str]) -> None:
     chosen = int(re.findall(r"recommended msize for tdata: (\d+)", swept[0])[0])
     text = lab.read_text()
-    assert text == LAB.replace("        cache: none\n",
-                               f"        cache: none\n        msize: {chosen}\n")
-    assert yaml.safe_load(text)["guests"]["tuner"]["shares"][0]["msize"] == chosen
+    assert text == SHARED_LAB.replace("        cache: none\n",
+                                      f"        cache: none\n        msize: {chosen}\n")
+    assert yaml.safe_load(text)["guests"][SG]["shares"][0]["msize"] == chosen
 
 
-def test_the_share_is_back_as_it_was(lab: Path, lab_dir: Path, swept: tuple[str, str],
-                                     p9: Any) -> None:
-    res = p9("-f", str(lab), "ssh", "tuner", "--", "grep", "-w", "tdata", "/proc/mounts")
+def test_the_share_is_back_as_it_was(lab: Path, swept: tuple[str, str], p9: Any) -> None:
+    res = p9("-f", str(lab), "ssh", SG, "--", "grep", "-w", "tdata", "/proc/mounts")
     assert res.returncode == 0, res.stderr
     (line,) = res.stdout.splitlines()
     assert line.split()[1] == "/mnt/tdata" and ",msize=16384," in line  # as it was
-    leftovers = [p.name for p in (lab_dir / "tune-data").iterdir()
+    leftovers = [p.name for p in (lab.parent / "tune-data").iterdir()
                  if p.name.startswith(".provision9p-tune")]
     assert leftovers == []

@@ -10,6 +10,8 @@ from tasks.roleplay import lab, play, tree, write_role
 
 from provision9p.errors import RoleError, TaskError
 
+pytestmark = pytest.mark.tree  # roles run in a busybox chroot on a real tree
+
 
 def test_include_tasks_when_gates_the_whole_include(tmp_path: Path) -> None:
     # The bug of issue 10: the included tasks ran although the include's `when` was false.

@@ -15,6 +15,8 @@ from provision9p.tasks.modules import MODULES
 from provision9p.tasks.modules.base import Module
 from provision9p.tasks.modules.spec import P, Spec
 
+pytestmark = pytest.mark.tree  # roles run in a busybox chroot on a real tree
+
 
 def _role(tmp_path: Path, tasks: str, defaults: str = "") -> None:
     write_role(tmp_path, "demo", {"tasks/main.yml": tasks, "defaults/main.yml": defaults})

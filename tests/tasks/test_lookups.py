@@ -15,6 +15,8 @@ from provision9p.tasks.kv import parse_kv, split_args
 from provision9p.tasks.lookups import run_lookup
 from provision9p.tasks.templating import render
 
+pytestmark = pytest.mark.tree  # roles run in a busybox chroot on a real tree
+
 
 @pytest.mark.parametrize(("text", "module", "args"), [
     ("name=foo state=present", "apt", {"name": "foo", "state": "present"}),

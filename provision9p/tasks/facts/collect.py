@@ -237,7 +237,8 @@ def cmdline(parts: Parts) -> Facts:
         key, sep, value = word.partition("=")
         val: Any = value if sep else True
         plain[key] = val
-        if key in proc:
+        # as Ansible's: a repeated key=value gathers a list; a repeated bare flag stays True
+        if sep and key in proc:
             proc[key] = (proc[key] if isinstance(proc[key], list) else [proc[key]]) + [val]
         else:
             proc[key] = val

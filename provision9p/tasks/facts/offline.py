@@ -237,7 +237,9 @@ def _systemd_version(conn: Connection, dpkg: str) -> str:
 
 
 def _hardware(guest: GuestSpec) -> Parts:
-    """QEMU's CPUs (-smp N: N sockets of one core) and DMI; memory as the lab sets it."""
+    """QEMU's CPUs and DMI; memory as the lab sets it. `-smp N` is one socket of N cores on
+    QEMU 6.2 and later machine types (they prefer cores to sockets; a booted 2-CPU guest's
+    cpuinfo says so), so processor_count is 1 and processor_cores N."""
     out: Parts = {}
     vendor, model = _TCG_CPU if guest.accel != "kvm" else _host_cpu()
     if guest.arch == "aarch64":
@@ -246,7 +248,7 @@ def _hardware(guest: GuestSpec) -> Parts:
     if guest.arch == "x86_64":
         out["file:/proc/cpuinfo"] = "".join(
             f"processor\t: {i}\nvendor_id\t: {vendor}\nmodel name\t: {model}\n"
-            f"physical id\t: {i}\nsiblings\t: 1\ncpu cores\t: 1\n\n"
+            f"physical id\t: 0\nsiblings\t: {guest.cpus}\ncpu cores\t: {guest.cpus}\n\n"
             for i in range(guest.cpus))
         if guest.machine not in MMIO_MACHINES:
             product = _PRODUCTS.get(guest.machine.split("-")[0], "")
