@@ -84,3 +84,20 @@ def test_guest_boots_from_the_ext4_twin(digest: str) -> None:
     stored = _p9("image", "list", "--json")
     (entry,) = [i for i in json.loads(stored.stdout) if i["digest"].endswith(digest)]
     assert sha256_of(Path(ext4["path"])) == entry["disks"]["ext4"]["sha256"]
+
+
+def test_guest_boots_from_the_qcow2_twin(digest: str) -> None:
+    """The qcow2 disk boots too (qemu-img's format, its own code path in `image boot`),
+    and the stored qcow2 is not written either."""
+    made = _p9("image", "disk", digest[:16], "--format", "qcow2", "--json")
+    assert made.returncode == 0, made.stderr
+    (qcow2,) = json.loads(made.stdout)
+    assert qcow2["format"] == "qcow2" and Path(qcow2["path"]).is_file()
+    booted = _p9("image", "boot", digest[:16], "--format", "qcow2", "--", "sh", "-c",
+                 "findmnt -n -o SOURCE,FSTYPE /; cat /etc/hostname")
+    assert booted.returncode == 0, booted.stdout + booted.stderr
+    root, hostname = booted.stdout.split("\n")[:2]
+    assert root.split() == ["/dev/vda", "ext4"] and hostname == "imageboot"
+    stored = _p9("image", "list", "--json")
+    (entry,) = [i for i in json.loads(stored.stdout) if i["digest"].endswith(digest)]
+    assert sha256_of(Path(qcow2["path"])) == entry["disks"]["qcow2"]["sha256"]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from integration.labs import SHARED_CHECKS, SHARED_LAB
+from integration.labs import MULTIDEVS_MOUNTS, SHARED_CHECKS, SHARED_LAB
 
 
 def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -66,6 +66,12 @@ def shared_lab() -> Iterator[Path]:
     path.write_text(SHARED_LAB)
     (where / "checks.py").write_text(SHARED_CHECKS)
     try:
+        for share in MULTIDEVS_MOUNTS:
+            for fs in ("a", "b"):
+                (where / share / fs).mkdir(parents=True)
+                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs",
+                                str(where / share / fs)], check=True)
+                (where / share / fs / "f").write_text(f"{fs}\n")
         res = run_cli("-f", str(path), "up", "--no-verify")
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         yield path

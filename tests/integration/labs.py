@@ -45,9 +45,25 @@ guests:
         mount_tag: tdata
         mount: /mnt/tdata
         cache: none
+      # QEMU's own share options, booted (tests/integration/test_share_options.py)
+      - path: opts-data
+        mount_tag: opts
+        mount: /mnt/opts
+        security_model: mapped-xattr
+        fmode: 0640
+        dmode: 0750
+        writeout: immediate
+      # two tmpfs mounted inside each (MULTIDEVS_MOUNTS), their files on one inode number
+      - {{path: remap-data, mount_tag: remap, mount: /mnt/remap, readonly: true,
+          multidevs: remap}}
+      - {{path: warn-data, mount_tag: warn, mount: /mnt/warn, readonly: true}}
     verify: [checks.py]  # a check that fails on purpose: how verify shows a failure
 """
 SHARED_CHECKS = """\
 def test_fails_on_purpose(host):
     assert host.run("echo out; echo err >&2; exit 3").rc == 0, "the probe failed"
 """
+
+#: Host directories of the shared lab that get a tmpfs mounted on each of `a` and `b`, each
+#: holding a file `f`: two file systems whose first files share inode number 2.
+MULTIDEVS_MOUNTS = ("remap-data", "warn-data")

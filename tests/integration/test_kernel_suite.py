@@ -20,6 +20,7 @@ defaults:
   boot_timeout: 600  # a loaded CI host
   kernel: {cmdline: no_timer_check}
   rootfs:
+    layout: overlay  # a layer per guest over the shared base: no copy
     packages: [acl, python3, python3-apt]  # the suite's one base tree
 guests:
   bp:

@@ -33,6 +33,7 @@ defaults:
   memory: 320
   cpus: 1
   rootfs:
+    layout: overlay  # a layer per guest over the shared base: no copy
     packages: [acl, python3, python3-apt]  # the suite's one base tree (see conftest)
 guests:
   alpha:

@@ -22,6 +22,7 @@ defaults:
   boot_timeout: 600  # a loaded CI host: two guests build while this one boots
   kernel: {cmdline: no_timer_check}
   rootfs:
+    layout: overlay  # a layer per guest over the shared base: no copy
     packages: [acl, python3, python3-apt]  # the suite's one base tree
 guests:
   good: {}

@@ -48,6 +48,7 @@ defaults:
   memory: 768
   cpus: 1
   rootfs:
+    layout: overlay  # a layer per guest over the shared base: no copy
     packages: [acl, python3, python3-apt, sudo, cron]  # one base tree for both modules
 guests:
   p9:
@@ -192,6 +193,7 @@ defaults:
   memory: 768
   cpus: 1
   rootfs:
+    layout: overlay  # a layer per guest over the shared base: no copy
     packages: [acl, python3, python3-apt, sudo, cron]
 guests:
   {guest}:
