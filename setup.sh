@@ -18,6 +18,7 @@ APT_PACKAGES=(
 TEST_APT_PACKAGES=(
   libvirt-clients libxml2-utils  # virt-xml-validate, for the libvirt domain's test
   qemu-system-misc  # qemu-system-s390x: the test that QEMU realizes an s390x guest's devices
+  iptables  # iptables-save: the host's firewall rules, before and after a contained tree phase
   kmod  # depmod, for virtme-ng in bench/virtme_ng.py (a bench dependency only)
 )
 job=${1:-up}

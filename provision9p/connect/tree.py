@@ -1,19 +1,20 @@
 """The `tree` connection: a guest's root tree on the host, before it boots.
 
 File operations go through the root share's MetadataStore, so with mapped-xattr the
-owner and mode land in QEMU's xattrs, not on the host file. Commands run with chroot,
-which only makes sense on a plain (not yet converted) tree.
+owner and mode land in QEMU's xattrs, not on the host file. Commands run contained in the
+tree (rootfs/contain.py: namespaces of their own, nothing that acts on the host), which
+only makes sense on a plain (not yet converted) tree.
 """
 
 from __future__ import annotations
 
 import shlex
 import stat as stat_mod
-import subprocess
 from pathlib import Path
 
 from provision9p.connect.base import RunResult
 from provision9p.errors import TaskError
+from provision9p.rootfs import contain
 from provision9p.rootfs.chroot_path import resolve_in
 from provision9p.rootfs.metadata.base import GuestStat, MetadataStore
 from provision9p.rootfs.metadata.stores import PlainStore
@@ -74,9 +75,8 @@ class TreeConnection:
         script = command if isinstance(command, str) else shlex.join(command)
         if cwd:
             script = f"cd {shlex.quote(cwd)} && {script}"
-        proc = subprocess.run(["chroot", str(self.tree), "/bin/sh", "-c", script],
-                              input=stdin, capture_output=True,
-                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})})
+        proc = contain.run(self.tree, ["/bin/sh", "-c", script], hostname=self.guest,
+                           stdin=stdin, env=env)
         return RunResult(proc.returncode, proc.stdout.decode(errors="replace"),
                          proc.stderr.decode(errors="replace"))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from provision9p.host.mirror import package_index
 from provision9p.image import debstore, lock
 from provision9p.image.errors import LockError
 from provision9p.lab.model import GuestSpec, LabSpec, RootfsSpec
+from provision9p.rootfs import contain
 from provision9p.rootfs.builder import PREFERENCES, Pin, TreeRequest, preferences
 from provision9p.rootfs.debootstrap import BaseTree, base_key, base_tree
 from provision9p.target import Target
@@ -233,13 +233,13 @@ def _store_repository(tree: Path, req: TreeRequest) -> Iterator[None]:
         ui.info("    from the .deb store (no longer on the mirror), for the roles: "
                 f"{', '.join(f'{p.name} {p.version}' for p in stored)}")
         # only this source's lists: the mirror's stay as the base left them
-        proc = subprocess.run(
-            ["chroot", str(tree), "apt-get", "update", "-q",
-             f"-o=Dir::Etc::sourcelist=/{_TREE_SOURCE}", "-o=Dir::Etc::sourceparts=-",
-             "-o=APT::Get::List-Cleanup=0"], capture_output=True, text=True)
+        proc = contain.run(
+            tree, ["/usr/bin/apt-get", "update", "-q",
+                   f"-o=Dir::Etc::sourcelist=/{_TREE_SOURCE}", "-o=Dir::Etc::sourceparts=-",
+                   "-o=APT::Get::List-Cleanup=0"])
         if proc.returncode != 0:
             raise BuildError("apt could not read the .deb store's repository in the tree: "
-                             + (proc.stderr.strip() or proc.stdout.strip()),
+                             + (proc.stderr or proc.stdout).decode(errors="replace").strip(),
                              hint="report it with the lines above")
         yield
     finally:

@@ -17,6 +17,7 @@ from provision9p.errors import BuildError, KernelError
 from provision9p.host.mirror import cache_entry_lock, check_space, fetch_package
 from provision9p.kernel import KernelReport, check_kernel, extract_deb, module_load_order
 from provision9p.lab.model import ARCHES, MMIO_MACHINES, GuestSpec
+from provision9p.rootfs import contain
 from provision9p.rootfs.safe_fs import clean_stale_staging, staged
 
 
@@ -122,10 +123,10 @@ def install_modules(kernel: GuestKernel, tree: Path, *, copy: bool = True) -> No
     if copy:
         copy_modules(kernel, tree)
     # Debian's package ships no modules.dep; the guest's modprobe needs one.
-    proc = subprocess.run(["chroot", str(tree), "depmod", "-a", kernel.release],
-                          capture_output=True, text=True)
+    proc = contain.run(tree, ["/sbin/depmod", "-a", kernel.release])
     if proc.returncode != 0:
-        raise BuildError(f"depmod in the root tree failed: {proc.stderr.strip()}",
+        raise BuildError("depmod in the root tree failed: "
+                         f"{proc.stderr.decode(errors='replace').strip()}",
                          hint="the tree needs the kmod package (it is in the base set)")
 
 

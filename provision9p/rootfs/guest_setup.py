@@ -6,7 +6,6 @@ Runs on the plain tree (before the security model is applied), as root.
 from __future__ import annotations
 
 import secrets
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from provision9p.lab.network import (
     with_hosts_block,
 )
 from provision9p.rootfs import chroot_path as cp
+from provision9p.rootfs import contain
 from provision9p.rootfs.keys import KeyPair
 
 # Units a 9P-root lab guest has no use for: timers that start apt or disk jobs at random
@@ -268,6 +268,7 @@ WantedBy=multi-user.target
 
 
 def _chroot(tree: Path, argv: list[str]) -> None:
-    proc = subprocess.run(["chroot", str(tree), *argv], capture_output=True, text=True)
+    proc = contain.run(tree, argv)
     if proc.returncode != 0:
-        raise BuildError(f"`{' '.join(argv)}` in the root tree failed: {proc.stderr.strip()}")
+        raise BuildError(f"`{' '.join(argv)}` in the root tree failed: "
+                         f"{proc.stderr.decode(errors='replace').strip()}")

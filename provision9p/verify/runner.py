@@ -85,7 +85,12 @@ class VerifyPlugin:
         name = check_name(getattr(item, "originalname", item.name))
         if params:
             name += " [" + ", ".join(f"{k}={v}" for k, v in params.items()) + "]"
-        where = share["tag"] if share else self._file_name(Path(str(item.path)))
+        if share:
+            where = share["tag"]
+        elif Path(str(item.path)) == CHECKS:
+            where = "guest"  # a built-in check of the whole guest
+        else:
+            where = self._file_name(Path(str(item.path)))
         return CheckResult(self.guest.name, where, name)
 
     def _file_name(self, path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The built-in verify checks, one set per 9P share, run by pytest-testinfra over SSH.
+"""The built-in verify checks, one set per 9P share and one for the guest as a whole (no
+failed systemd units), run by pytest-testinfra over SSH.
 
 `host` is testinfra's fixture (paramiko backend, pinned host key); `share` and
 `host_store` come from provision9p's verify plugin (provision9p/verify/runner.py).
@@ -117,3 +118,30 @@ def test_host_write_seen_in_guest(host: Any, share: dict[str, Any], host_store: 
         warnings.warn(f"{share['tag']}: cache={share['cache']} does not revalidate: changes "
                       "the host makes to files the guest has cached may not be seen",
                       stacklevel=1)
+
+
+# -- the guest as a whole ---------------------------------------------------------------
+
+#: A failed unit's likely cause, by what the unit is; the fix goes with it.
+_CAUSES = {
+    ".swap": "a swap file cannot live on a 9P root (swapon: Invalid argument): give the guest "
+             "swap with zram (package zram-tools) instead; README, \"Swap\"",
+}
+
+
+def test_no_failed_units(host: Any, record_property: Any) -> None:
+    """A provisioned guest with a failed systemd unit is not healthy, whatever its shares
+    say: the unit, its status lines and the likely cause."""
+    host.run("timeout 120 systemctl is-system-running --wait")  # the boot's end, bounded
+    listed = host.run("systemctl list-units --failed --no-legend --plain --full")
+    units = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    record_property("detail", f"{len(units)} failed" if units else "none failed")
+    if not units:
+        return
+    lines = []
+    for unit in units:
+        status = host.run(f"systemctl status --no-pager --lines=5 --full -- {unit}")
+        cause = next((c for suffix, c in _CAUSES.items() if unit.endswith(suffix)), "")
+        lines.append(f"{unit} failed" + (f"; likely cause: {cause}" if cause else ""))
+        lines += [f"  {line}" for line in status.stdout.splitlines()[:12]]
+    pytest.fail("\n".join(lines), pytrace=False)

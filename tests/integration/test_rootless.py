@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from host_state import ATTEMPTS, host_state
 
 from provision9p.rootfs import rootless
 
@@ -171,6 +172,56 @@ def test_namespace_maps_guest_ids_to_the_users_range(account: Account) -> None:
         assert (tree / "dev").stat().st_uid == account.uid  # made by uid 0 inside: the user
         assert not _processes_of(account.uid)  # the namespace's child is gone
     finally:
+        shutil.rmtree(tree)
+
+
+CONTAINED_PROBE = """
+import json, subprocess, sys
+from pathlib import Path
+from provision9p.rootfs import contain, rootless
+
+tree, script = Path(sys.argv[1]), sys.argv[2]
+
+def inside():
+    done = contain.run(tree, ["/bin/sh", "-c", script], hostname="g")
+    return [done.returncode, done.stdout.decode(), done.stderr.decode()]
+
+print(json.dumps(rootless.run(inside)))
+"""
+
+
+def test_tree_phase_attempts_as_a_normal_user_leave_the_host_alone(account: Account) -> None:
+    """The containment test of tests/tasks/test_contained.py as a normal user: the same
+    attempts (busybox's tools; it has no iptables) through the build's user namespace and
+    the tree's own namespaces inside it."""
+    tree = account.home / "contained"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
+    for tool in ("sh", "hostname", "dd", "chmod", "mkswap", "swapon", "mount", "sysctl",
+                 "mkdir", "touch", "ip", "date", "kill", "modprobe", "reboot", "echo"):
+        (tree / "bin" / tool).symlink_to("busybox")
+    for path in [tree, *tree.rglob("*")]:
+        os.lchown(path, account.uid, account.gid)
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        script = "export PATH=/bin; hostname; " + "; ".join(
+            f"echo [{name}]; ({attempt.format(pid=sleeper.pid)})" for name, attempt
+            in ATTEMPTS.items())
+        before, wall, mono = host_state(tree), time.time(), time.monotonic()
+        run = _as(account, [account.python, "-c", CONTAINED_PROBE, str(tree), script],
+                  timeout=120)
+        after = host_state(tree)
+        assert run.returncode == 0, run.stdout + run.stderr
+        code, out, err = json.loads(run.stdout)
+        changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        assert not changed, f"the tree phase changed the host: {changed}\n{out}\n{err}"
+        assert abs((time.time() - wall) - (time.monotonic() - mono)) < 60
+        assert sleeper.poll() is None, "the tree phase killed a host process"
+        assert out.splitlines()[0] == "g", out  # the guest's host name, inside
+        assert "[reboot]" in out and code == 129, (code, out, err)  # its PID 1 ended
+    finally:
+        sleeper.kill()
+        sleeper.wait()
         shutil.rmtree(tree)
 
 

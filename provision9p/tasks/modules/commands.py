@@ -61,7 +61,24 @@ def _command(conn: Connection, args: dict[str, Any], ctx: ModuleContext,
             "stderr": err, "stdout_lines": out.splitlines(), "stderr_lines": err.splitlines(),
             "start": start, "end": _stamp(), "delta": f"0:00:{delta:09.6f}",
             "failed": res.returncode != 0,
-            "msg": "" if res.ok else "non-zero return code"}
+            "msg": "" if res.ok else "non-zero return code" + _contained_hint(conn, err)}
+
+
+#: What a command says when the tree phase's containment (rootfs/contain.py) refused it.
+_REFUSED = ("Operation not permitted", "permission denied (are you root?)")
+
+
+def _contained_hint(conn: Connection, stderr: str) -> str:
+    """Why a tree-phase command that needs the running kernel failed, and the way out."""
+    if getattr(conn, "phase", "") != "tree" or not any(r in stderr for r in _REFUSED):
+        return ""
+    if "swapon" in stderr:  # no later phase helps: say so rather than send the user there
+        return ("; before boot, commands run contained and cannot turn swap on, and a swap "
+                "file cannot live on a 9P root even after boot (swapon: Invalid argument): "
+                "give the guest swap with zram (README, \"Swap\")")
+    return ("; before boot, commands run contained and cannot act on a kernel (swap, "
+            "sysctls, modules, the clock, network configuration): mark the task "
+            "`phase: ssh` to run it in the booted guest")
 
 
 def _run_command(c: Connection, a: dict[str, Any], x: ModuleContext) -> dict[str, Any]:
