@@ -131,7 +131,11 @@ def test_two_labs_at_once_share_one_debootstrap(cache: Path, labs: tuple[Lab, La
     assert not labs[0].orphans() and not labs[1].orphans()
 
 
-@pytest.mark.parametrize("stage", ["guest setup on a copy", "mapped-xattr metadata"])
+@pytest.mark.parametrize("stage", [
+    "guest setup on a copy",
+    # the same recovery from a later stage: the slow ring's
+    pytest.param("mapped-xattr metadata", marks=pytest.mark.slow(
+        covered_by="tests/faults/test_build_faults.py::test_kill_during_rebuild_stage"))])
 def test_kill_during_rebuild_stage(stage: str, labs: tuple[Lab, Lab], tmp_path: Path) -> None:
     """On the shared cache (its base tree is there): this is about the guest's own tree."""
     lab = labs[1]

@@ -132,6 +132,9 @@ PKG_ROLE = """\
 """
 
 
+# Slow: a package install in the TCG guest, killed mid-dpkg, then completed (4-5 minutes).
+@pytest.mark.slow(covered_by="tests/faults/test_guest_faults.py::"
+                             "test_up_killed_during_roles_over_ssh")
 def test_power_loss_during_apt_is_crashed_then_up_completes_it(lab: Lab,
                                                               tmp_path: Path) -> None:
     """kill -9 of QEMU while dpkg installs: `status` says crashed, `up` boots it again,

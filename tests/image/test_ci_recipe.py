@@ -100,6 +100,11 @@ def _clean_up(runs: list[tuple[Path, dict[str, str]]], digest: str,
 
 @pytest.mark.vm
 @pytest.mark.network
+# Slow: two runs of the script (image build, guests from it, verify), ~1.5 minutes; the CI
+# ring boots a guest from a built image in test_image_root and rebuilds to one digest in
+# test_reproducible.
+@pytest.mark.slow(covered_by="tests/integration/test_image_root.py::"
+                             "test_guest_boots_from_an_image")
 def test_the_ci_recipe_as_written(workdir: Path) -> None:
     env = _env(workdir)
     digest = ""
@@ -111,7 +116,8 @@ def test_the_ci_recipe_as_written(workdir: Path) -> None:
 
 @pytest.mark.vm
 @pytest.mark.network
-@pytest.mark.slow(covered_by="tests/image/test_ci_recipe.py::test_the_ci_recipe_as_written")
+@pytest.mark.slow(covered_by="tests/integration/test_image_root.py::"
+                             "test_guest_boots_from_an_image")
 @pytest.mark.timeout(2400)
 def test_the_ci_recipe_on_another_machine_with_an_empty_cache(workdir: Path) -> None:
     """Another machine: a clean clone of what was committed (lab, lock, digest), an empty

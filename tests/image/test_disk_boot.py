@@ -86,6 +86,7 @@ def test_guest_boots_from_the_ext4_twin(digest: str) -> None:
     assert sha256_of(Path(ext4["path"])) == entry["disks"]["ext4"]["sha256"]
 
 
+@pytest.mark.slow(covered_by="tests/image/test_disk_boot.py::test_guest_boots_from_the_ext4_twin")
 def test_guest_boots_from_the_qcow2_twin(digest: str) -> None:
     """The qcow2 disk boots too (qemu-img's format, its own code path in `image boot`),
     and the stored qcow2 is not written either."""

@@ -24,14 +24,14 @@ def lab_file(lab_dir: Path, name: str, text: str,
 
 SHARED_GUEST = "sg"
 #: One guest for the session, booted once, used by every module that only needs a plain
-#: booted guest for its assertions (facts, tune). Each module that changes it restores what
-#: it changed: the lab file's text (tune --apply writes into it), a share's mount.
+#: booted guest for its assertions (tune, share options, health). Each module that changes
+#: it restores what it changed: the lab file's text (tune --apply writes into it), a share's
+#: mount, a unit.
 SHARED_LAB = f"""\
 # the suite's shared guest (tests/integration/conftest.py): modules restore what they change
 name: shared
 guests:
   {SHARED_GUEST}:
-    groups: [probes]
     memory: 1024
     cpus: 2
     # provision9p's own command line has no_timer_check already: the repeat is on purpose,
@@ -57,11 +57,6 @@ guests:
       - {{path: remap-data, mount_tag: remap, mount: /mnt/remap, readonly: true,
           multidevs: remap}}
       - {{path: warn-data, mount_tag: warn, mount: /mnt/warn, readonly: true}}
-    verify: [checks.py]  # a check that fails on purpose: how verify shows a failure
-"""
-SHARED_CHECKS = """\
-def test_fails_on_purpose(host):
-    assert host.run("echo out; echo err >&2; exit 3").rc == 0, "the probe failed"
 """
 
 #: Host directories of the shared lab that get a tmpfs mounted on each of `a` and `b`, each

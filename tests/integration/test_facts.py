@@ -1,6 +1,7 @@
 """Facts on one real guest: provision9p's against Ansible's own `setup`, `service_facts`
 and `package_facts` on the same guest, field by field, and the tree's (offline) facts
-against the booted guest's. On the suite's shared guest (tests/integration/labs.py).
+against the booted guest's. One boot for the whole module: a guest of its own (1 CPU, 768
+MiB), not the suite's shared one, whose facts differ in shape (2 CPUs, more shares).
 
 Every difference allowed below carries its reason; anything else must be equal.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration.labs import SHARED_GUEST
 
 from provision9p.connect.ssh import SSHConnection, connect
 from provision9p.connect.tree import TreeConnection
@@ -34,7 +34,23 @@ from provision9p.tasks.modules import MODULES, ModuleContext
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
-FX = SHARED_GUEST
+LAB = """\
+name: facts-it
+defaults:
+  memory: 768
+  cpus: 1
+  rootfs:
+    packages: [acl, python3, python3-apt]  # Ansible's modules need python3; one base tree
+guests:
+  fx:
+    groups: [probes]
+    verify: [checks.py]  # a check that fails on purpose: how verify shows a failure
+"""
+
+CHECKS = """\
+def test_fails_on_purpose(host):
+    assert host.run("echo out; echo err >&2; exit 3").rc == 0, "the probe failed"
+"""
 
 # Ansible's facts that change from one moment (or one process) to the next: compared
 # by shape and by the parts that must hold still.
@@ -58,21 +74,29 @@ TREE_DIFFERS = {
 
 
 @pytest.fixture(scope="module")
-def lab(shared_lab: Path) -> Path:
-    """The suite's shared guest (tests/integration/conftest.py): a plain booted guest,
-    with a verify check that fails on purpose."""
-    return shared_lab
+def lab(lab_dir: Path, p9: Any) -> Iterator[Path]:
+    base = lab_dir / "facts-lab"
+    base.mkdir()
+    path = base / "lab.yml"
+    path.write_text(LAB)
+    (base / "checks.py").write_text(CHECKS)
+    res = p9("-f", str(path), "up", "--no-verify")
+    try:
+        assert res.returncode == 0, res.stdout + res.stderr
+        yield path
+    finally:
+        p9("-f", str(path), "down", "--timeout", "5")
 
 
 @pytest.fixture(scope="module")
 def guest(lab: Path) -> GuestSpec:
-    return load_lab(lab).guest(FX)
+    return load_lab(lab).guest("fx")
 
 
 @pytest.fixture(scope="module")
 def ssh(lab: Path, guest: GuestSpec) -> Iterator[SSHConnection]:
     spec = load_lab(lab)
-    conn = connect(resolve(spec, spec.guest(FX)))
+    conn = connect(resolve(spec, spec.guest("fx")))
     # SSH answers while the boot goes on (sshd starts first): udev's coldplug loads
     # modules (kvm where the CPU offers vmx/svm) and units are still starting. Let the
     # boot finish, then udev's queue, so both gatherings see the same system (a settle
@@ -93,7 +117,7 @@ def ansible(lab_path: Path, module: str, args: str = "") -> dict[str, Any]:
     """Ansible's own module against the guest (pipelining, the lab's key, pinned host
     key), its JSON result as `ansible --tree` writes it."""
     lab = load_lab(lab_path)
-    target = resolve(lab, lab.guest(FX))
+    target = resolve(lab, lab.guest("fx"))
     st = target.state
     port = target.ssh_port()
     work = lab_path.parent / "ansible"
@@ -101,7 +125,7 @@ def ansible(lab_path: Path, module: str, args: str = "") -> dict[str, Any]:
     known = work / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {st.host_key.read_text().strip()}\n")
     (work / "inventory.ini").write_text(
-        f"{FX} ansible_host=127.0.0.1 ansible_port={port} ansible_user=root "
+        f"fx ansible_host=127.0.0.1 ansible_port={port} ansible_user=root "
         f"ansible_ssh_private_key_file={target.client_key} "
         "ansible_python_interpreter=/usr/bin/python3\n")
     (work / "ansible.cfg").write_text(
@@ -112,12 +136,12 @@ def ansible(lab_path: Path, module: str, args: str = "") -> dict[str, Any]:
            "ANSIBLE_HOME": str(work / "home"), "ANSIBLE_NOCOLOR": "1",
            "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     cmd = [str(Path(sys.executable).with_name("ansible")), "-i", str(work / "inventory.ini"),
-           FX, "-m", module, "--tree", str(out)]
+           "fx", "-m", module, "--tree", str(out)]
     if args:
         cmd += ["-a", args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result: dict[str, Any] = json.loads((out / FX).read_text())
+    result: dict[str, Any] = json.loads((out / "fx").read_text())
     return result
 
 
@@ -199,6 +223,7 @@ def test_setup_filter_as_ansible(lab: Path, guest: GuestSpec, ssh: SSHConnection
         assert sorted(ours) == sorted(theirs)
 
 
+@pytest.mark.slow(covered_by="tests/integration/test_facts.py::test_facts_equal_ansibles_setup")
 def test_service_facts_as_ansible(lab: Path, guest: GuestSpec, ssh: SSHConnection,
                                   tree: TreeConnection) -> None:
     ctx = ModuleContext(check=False, role_path=Path("/nonexistent"), render=lambda t: t)
@@ -288,7 +313,7 @@ def test_ansible_with_the_generated_inventory(lab: Path, p9: Any) -> None:
            "probes", "-m", "raw", "-a", "hostname"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{FX} | CHANGED | rc=0" in proc.stdout and f"\n{FX}\n" in proc.stdout, proc.stdout
+    assert "fx | CHANGED | rc=0" in proc.stdout and "\nfx\n" in proc.stdout, proc.stdout
     known = load_lab(lab).state_dir / "known_hosts"
     line = known.read_text()
     other = generate("another").public_line.split()  # a real key, not the guest's
@@ -305,15 +330,15 @@ def test_ssh_and_scp_with_the_generated_config(lab: Path, p9: Any) -> None:
     assert res.returncode == 0, res.stderr
     conf = lab.parent / "lab.ssh"
     conf.write_text(res.stdout)
-    proc = subprocess.run(["ssh", "-F", str(conf), FX, "true"], capture_output=True,
+    proc = subprocess.run(["ssh", "-F", str(conf), "fx", "true"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     src = lab.parent / "scp-probe.txt"
     src.write_text("over scp\n")
-    proc = subprocess.run(["scp", "-F", str(conf), str(src), f"{FX}:/tmp/scp-probe.txt"],
+    proc = subprocess.run(["scp", "-F", str(conf), str(src), "fx:/tmp/scp-probe.txt"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run(["ssh", "-F", str(conf), FX, "cat /tmp/scp-probe.txt"],
+    proc = subprocess.run(["ssh", "-F", str(conf), "fx", "cat /tmp/scp-probe.txt"],
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout == "over scp\n", proc.stderr
 
@@ -323,9 +348,9 @@ def test_verify_report_junit_and_json(lab: Path, p9: Any) -> None:
     res = p9("-f", str(lab), "verify", "--junit", str(junit))
     assert res.returncode == 1, res.stdout + res.stderr  # the lab's probe fails on purpose
     out = res.stdout
-    assert re.search(rf"^{FX} +rootfs +mounted 9p2000\.L msize=\d+ +ok$", out, re.M), out
-    assert re.search(rf"^{FX} +checks\.py +fails on purpose +failed$", out, re.M), out
-    assert f"{FX} checks.py fails on purpose: FAILED\n  the probe failed\n  assert 3 == 0\n" \
+    assert re.search(r"^fx +rootfs +mounted 9p2000\.L msize=\d+ +ok$", out, re.M), out
+    assert re.search(r"^fx +checks\.py +fails on purpose +failed$", out, re.M), out
+    assert "fx checks.py fails on purpose: FAILED\n  the probe failed\n  assert 3 == 0\n" \
            "  last command:" in out, out
     assert "  last command: echo out; echo err >&2; exit 3\n    exit status 3\n" \
            "    stdout: out\n    stderr: err\n" in out, out
@@ -336,7 +361,7 @@ def test_verify_report_junit_and_json(lab: Path, p9: Any) -> None:
     assert res.returncode == 1, res.stderr
     doc = json.loads(res.stdout)
     (g,) = doc["guests"]
-    assert (g["name"], g["state"], g["groups"]) == (FX, "running", ["probes", "shared"])
+    assert (g["name"], g["state"], g["groups"]) == ("fx", "running", ["facts_it", "probes"])
     assert g["ssh_port"] and g["pid"] and g["timings"]["boot_total"] > 0
     assert doc["failed"] == 1 and doc["passed"] == len(g["checks"]) - 1
     print(f"\nverify report:\n{out}")

@@ -246,6 +246,7 @@ def test_a_killed_switch_is_reported_and_restarted(lab: Path, up_result: object,
     assert missing == dict.fromkeys(GUESTS, "")
 
 
+@pytest.mark.slow(covered_by="tests/integration/test_lab_network.py::test_up_brings_the_lab_up")
 def test_a_fourth_guest_joins_without_rebuilding_the_others(lab: Path, up_result: object,
                                                             p9: Any) -> None:
     """Appended to the lab file, `up` boots it; the other three learn its name over SSH
