@@ -20,6 +20,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,7 @@ from pathlib import Path
 from provision9p import paths, ui
 from provision9p.errors import BuildError, HostError, MirrorError
 from provision9p.host.release import keyrings
-from provision9p.rootfs import rootless
+from provision9p.rootfs import contain, rootless
 
 BUILDER_ENV = "PROVISION9P_BUILDER"
 BUILDERS = ("mmdebstrap", "debootstrap")
@@ -123,16 +124,76 @@ def build_tree(req: TreeRequest, target: Path, *, builder: str | None = None) ->
 def _build(builder: str, req: TreeRequest, target: Path, argv: list[str]) -> None:
     ui.info(f"    {builder} {req.suite}/{req.arch} ({req.variant}) from {req.mirror}")
     start = time.monotonic()
-    # A tarball is assembled in mmdebstrap's temporary directory: in the staging dir, a
-    # killed build's leftovers (the namespace's files) go with it, and the .debs' hard
-    # links stay on one file system.
-    env = {**os.environ, "TMPDIR": str(target)} if rootless.inside() else None
-    rc, tail = _run(argv, start, env)
+    rc, tail = _run_contained(builder, argv, start, target)
     if rc != 0:
         _raise_for(builder, rc, tail, target)
+    if not rootless.inside():
+        _make_devices(target)
     if builder == "mmdebstrap" and not rootless.inside():
         _keep_debs(target)
     ui.info(f"    {builder} finished in {time.monotonic() - start:.0f} s")
+
+
+# What mmdebstrap's root mode puts in /dev (its @devfiles): name, mode, kind, target or
+# (major, minor). Its unshare mode binds the host's nodes in while it runs instead.
+_DEVICES: tuple[tuple[str, int, str, object], ...] = (
+    ("console", 0o666, "c", (5, 1)), ("fd", 0o777, "l", "/proc/self/fd"),
+    ("full", 0o666, "c", (1, 7)), ("null", 0o666, "c", (1, 3)),
+    ("ptmx", 0o666, "c", (5, 2)), ("pts", 0o755, "d", None),
+    ("random", 0o666, "c", (1, 8)), ("shm", 0o755, "d", None),
+    ("stderr", 0o777, "l", "/proc/self/fd/2"), ("stdin", 0o777, "l", "/proc/self/fd/0"),
+    ("stdout", 0o777, "l", "/proc/self/fd/1"), ("tty", 0o666, "c", (5, 0)),
+    ("urandom", 0o666, "c", (1, 9)), ("zero", 0o666, "c", (1, 5)),
+)
+
+
+def _make_devices(tree: Path) -> None:
+    """Root's tree gets the /dev that mmdebstrap's root mode would have made: chroot
+    commands later (guest setup, the tree phase) write to /dev/null and read
+    /dev/urandom. Made here, by provision9p as root, not by anything in the tree."""
+    dev = tree / "dev"
+    dev.mkdir(mode=0o755, exist_ok=True)
+    for name, mode, kind, what in _DEVICES:
+        path = dev / name
+        if kind == "c" and path.is_file() and not path.is_symlink():
+            path.unlink()  # debootstrap's mount point for the host's node
+        if path.is_symlink() or path.exists():
+            continue
+        if kind == "l":
+            os.symlink(str(what), path)
+        elif kind == "d":
+            path.mkdir()
+            os.chmod(path, mode)
+        else:
+            assert isinstance(what, tuple)
+            os.mknod(path, mode | stat.S_IFCHR, os.makedev(*what))
+            os.chmod(path, mode)
+
+
+def _run_contained(builder: str, argv: list[str], start: float,
+                   target: Path) -> tuple[int, list[str]]:
+    """mmdebstrap, its maintainer scripts and hooks contained (rootfs/contain.py): their
+    own user, mount, UTS, IPC, PID and cgroup namespaces, every mount read-only but the
+    cache (with the staging tree); /tmp their own."""
+    # A normal user's tarball is assembled in mmdebstrap's temporary directory: in the
+    # staging dir, a killed build's leftovers (the namespace's files) go with it, and the
+    # .debs' hard links stay on one file system.
+    env = dict(os.environ)
+    if rootless.inside():
+        env["TMPDIR"] = str(target)
+    else:
+        env["HOME"] = "/tmp"  # root's home is not the shifted ids' to read
+    if builder == "debootstrap":
+        # debootstrap binds the host's device nodes in where mknod fails only in "lxc"
+        env["container"] = "lxc"
+    # a file:// source in /tmp (a lock's repository, image/pins.py) stays visible
+    read = [Path(m) for a in argv for m in re.findall(r"\bfile://(/tmp/\S+)", a)
+            if Path(m).is_dir()]
+    cache = paths.cache_home()
+    # a target outside the cache (build_tree's callers in code) is writable too; the
+    # .debs' hard links into it cannot cross the mounts, so they are copied then
+    write = [cache] if target.resolve().is_relative_to(cache.resolve()) else [cache, target]
+    return _run(contain.build_argv(write, read, "localhost", argv), start, env)
 
 
 # apt's preferences for a lock's versions, while the base is built and while the
@@ -152,13 +213,15 @@ def _mmdebstrap_argv(req: TreeRequest, target: Path, extra_sources: Sequence[str
     cache = _deb_cache()
     # apt re-checks each cached .deb against the signed index before using it
     sync_in = (f'mkdir -p "$1/var/cache/apt/archives" && '
-               f'cp -al {shlex.quote(str(cache))}/. "$1/var/cache/apt/archives/"')
+               f'{{ cp -al {shlex.quote(str(cache))}/. "$1/var/cache/apt/archives/" 2>/dev/null'
+               f' || cp -a {shlex.quote(str(cache))}/. "$1/var/cache/apt/archives/"; }}')
     # A normal user's base is a tarball (rootfs/rootless.py): a tree would leave files
-    # of its subordinate ids in the cache. unshare mode as (namespace) root needs no
-    # device nodes, which the namespace could not make.
+    # of its subordinate ids in the cache. unshare mode, as root of contain.py's user
+    # namespace (root's or a normal user's), makes no device nodes, which the namespace
+    # could not make: root's tree gets them afterwards (_make_devices).
     user = rootless.inside()
     argv = [
-        "mmdebstrap", f"--mode={'unshare' if user else 'root'}",
+        "mmdebstrap", "--mode=unshare",
         f"--variant={_mm_variant(req.variant)}",
         f"--architectures={req.arch}", f"--components={','.join(req.components)}",
         f"--include={','.join(req.packages)}",

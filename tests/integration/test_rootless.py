@@ -225,6 +225,55 @@ def test_tree_phase_attempts_as_a_normal_user_leave_the_host_alone(account: Acco
         shutil.rmtree(tree)
 
 
+BUILD_PROBE = """
+import json, subprocess, sys
+from pathlib import Path
+from provision9p.rootfs import contain, rootless
+
+writable, script = Path(sys.argv[1]), sys.argv[2]
+
+def inside():
+    argv = contain.build_argv([writable], [], "b", ["/bin/sh", "-c", script])
+    done = subprocess.run(argv, capture_output=True, text=True)
+    return [done.returncode, done.stdout, done.stderr]
+
+print(json.dumps(rootless.run(inside)))
+"""
+
+
+def test_build_attempts_as_a_normal_user_leave_the_host_alone(account: Account) -> None:
+    """tests/tasks/test_contained.py's builder test as a normal user: what mmdebstrap
+    runs in the build's namespace (the host's tools, the host's root read-only but the
+    cache) leaves the host alone too."""
+    writable = account.home / "cache"
+    writable.mkdir()
+    os.chown(writable, account.uid, account.gid)
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        script = (f"hostname; touch {writable}/written {account.home}/outside; " + "; ".join(
+            f"echo [{name}]; ({attempt.format(pid=sleeper.pid)})".replace(
+                "/swapfile", f"{writable}/swapfile").replace("reboot -ff", "busybox reboot -f")
+            for name, attempt in ATTEMPTS.items()))
+        before, wall, mono = host_state(writable), time.time(), time.monotonic()
+        run = _as(account, [account.python, "-c", BUILD_PROBE, str(writable), script],
+                  timeout=120)
+        after = host_state(writable)
+        assert run.returncode == 0, run.stdout + run.stderr
+        code, out, err = json.loads(run.stdout)
+        changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        assert not changed, f"the build changed the host: {changed}\n{out}\n{err}"
+        assert abs((time.time() - wall) - (time.monotonic() - mono)) < 60
+        assert sleeper.poll() is None, "the build killed a host process"
+        assert out.splitlines()[0] == "b", out
+        assert "[reboot]" in out and code == 129, (code, out, err)
+        assert (writable / "written").exists()
+        assert not (account.home / "outside").exists(), "the build wrote outside its cache"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        shutil.rmtree(writable)
+
+
 def test_default_lab_up_and_down_as_a_normal_user(account: Account) -> None:
     p9 = [account.python, "-m", "provision9p"]
     start = time.monotonic()
