@@ -38,6 +38,13 @@ class LabError(Provision9pError):
         super().__init__("\n".join([head, *(f"  {p}" for p in problems)]), hint)
 
 
+class ShareAccessError(Provision9pError):
+    """A share's host directory that QEMU's user cannot read, write or reach (found
+    before any build or boot)."""
+
+    exit_code = 2
+
+
 class KernelError(Provision9pError):
     """A kernel, its configuration or its package cannot be read or fetched."""
 

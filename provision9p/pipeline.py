@@ -32,7 +32,7 @@ from provision9p.state import lab_lock, write_json
 from provision9p.target import Target
 from provision9p.tasks.engine import Play, load_play
 from provision9p.tasks.phases import ssh_phase, tree_hook
-from provision9p.verify.preflight import share_warnings
+from provision9p.verify.preflight import check_share_access, share_warnings
 from provision9p.verify.report import CheckResult
 from provision9p.verify.runner import verify_guest
 
@@ -58,6 +58,8 @@ def up(lab: LabSpec, targets: list[Target], *, rebuild: bool = False,
             for w in share_warnings(t.guest):
                 ui.warn(w)
         _before_guests(lab, targets)
+        for t in targets:  # before any build or boot: what QEMU's user cannot use
+            check_share_access(t.guest, t.run_as)
         with switch.serving(lab, targets) as restarted:
             work = [Job(t.name, functools.partial(_up_guest, t, plays[t.name], guests[t.name],
                                                   rebuild=rebuild, verify=verify))
