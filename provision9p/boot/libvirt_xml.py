@@ -76,8 +76,9 @@ def libvirt_domain_xml(guest: GuestSpec, run: BootFiles) -> str:
             fs.set("fmode", f"0{share.fmode:o}")
         if share.dmode is not None:
             fs.set("dmode", f"0{share.dmode:o}")
-        if share.multidevs:
-            fs.set("multidevs", share.multidevs)
+        multidevs = share.multidevs or ("remap" if share.mount_tag in run.spanning else None)
+        if multidevs:
+            fs.set("multidevs", multidevs)
     iface = ET.SubElement(devices, "interface", type="user")
     ET.SubElement(iface, "backend", type="passt")
     ET.SubElement(iface, "model", type="virtio")

@@ -6,11 +6,13 @@ comma inside a value is written twice (util/qemu-option.c, get_opt_value).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from provision9p.lab.model import MMIO_MACHINES, GuestSpec, Share
 from provision9p.lab.network import SLIRP_ADDRESS, SLIRP_GATEWAY
+from provision9p.rootfs.safe_fs import mounts_below
 from provision9p.rootfs.security import model_of
 
 QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64",
@@ -52,6 +54,16 @@ class BootFiles:
     extra_cmdline: str = ""
     #: the lab's vde_switch control directory (boot/switch.py); None: no lab network
     lab_switch: Path | None = None
+    #: mount tags of shares whose host path has other file systems mounted inside it
+    #: (spanning_shares): multidevs=remap where the lab does not say
+    spanning: frozenset[str] = frozenset()
+
+
+def spanning_shares(guest: GuestSpec) -> frozenset[str]:
+    """The mount tags of the guest's shares whose host path has another file system
+    mounted inside it (read from the host's mount table now, at boot)."""
+    return frozenset(s.mount_tag for s in guest.all_shares if s.path.is_dir()
+                     and any(m != Path(os.path.realpath(s.path)) for m in mounts_below(s.path)))
 
 
 def qemu_opts_escape(value: str) -> str:
@@ -64,8 +76,9 @@ def _mode(value: int) -> str:
     return f"0{value:o}"
 
 
-def fsdev_args(share: Share, ident: str) -> list[str]:
-    """`-fsdev local,...` and its `-device` for one share."""
+def fsdev_args(share: Share, ident: str, spans: bool = False) -> list[str]:
+    """`-fsdev local,...` and its `-device` for one share; `spans`: its host path has
+    other file systems mounted inside it."""
     opts = [f"local,id={ident}", f"path={qemu_opts_escape(str(share.path))}",
             *model_of(share).fsdev_options()]
     if share.readonly:
@@ -74,8 +87,11 @@ def fsdev_args(share: Share, ident: str) -> list[str]:
         opts.append(f"fmode={_mode(share.fmode)}")
     if share.dmode is not None:
         opts.append(f"dmode={_mode(share.dmode)}")
-    if share.multidevs:
-        opts.append(f"multidevs={share.multidevs}")
+    # QEMU's default (warn) passes inode numbers through: two file systems' files can
+    # share one in the guest. The 9P guide: "on doubt use multidevs=remap".
+    multidevs = share.multidevs or ("remap" if spans else None)
+    if multidevs:
+        opts.append(f"multidevs={multidevs}")
     if share.writeout:
         opts.append(f"writeout={share.writeout}")
     device = f"{share.transport},fsdev={ident},mount_tag={qemu_opts_escape(share.mount_tag)}"
@@ -129,7 +145,7 @@ def qemu_argv(guest: GuestSpec, run: BootFiles) -> list[str]:
         argv += ["-initrd", str(run.initrd)]
     argv += ["-append", kernel_cmdline(guest, run.extra_cmdline)]
     for i, share in enumerate(guest.all_shares):
-        argv += fsdev_args(share, f"fs{i}")
+        argv += fsdev_args(share, f"fs{i}", share.mount_tag in run.spanning)
     netdev = f"user,id=net0,hostfwd=tcp:127.0.0.1:{run.ssh_port}-:22"
     argv += ["-netdev", netdev, "-device", _net_device(guest, "net0")]
     # Second, so the guest's eth0 stays the user-mode NIC (SSH, the mirror).

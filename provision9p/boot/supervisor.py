@@ -24,7 +24,7 @@ from provision9p import ui
 from provision9p.boot import accel as accel_mod
 from provision9p.boot.console import ConsoleWatch, likely_cause
 from provision9p.boot.probe import BannerProbe
-from provision9p.boot.qemu_argv import BootFiles, qemu_argv
+from provision9p.boot.qemu_argv import BootFiles, qemu_argv, spanning_shares
 from provision9p.boot.qmp import QMP, QMPError
 from provision9p.boot.switch import socket_dir
 from provision9p.boot.timing import host_tsc_khz
@@ -72,9 +72,16 @@ def free_port() -> int:
 def boot_files(target: Target, accel: str, port: int) -> BootFiles:
     st = target.state
     kernel = bootable_kernel(st.kernel, target.guest.arch)
+    spanning = spanning_shares(target.guest)
+    for share in target.guest.all_shares:
+        if share.mount_tag in spanning and not share.multidevs:
+            ui.info(f"  share {share.mount_tag}: other file systems are mounted inside "
+                    f"{share.path}: multidevs=remap, so their inode numbers stay apart in "
+                    "the guest (set `multidevs` on the share to choose)")
     return BootFiles(kernel=kernel, initrd=st.initrd if st.initrd.is_file() else None,
                      ssh_port=port, console_log=st.console, qmp_socket=st.qmp,
                      pidfile=st.pidfile, accel=accel, lab_switch=socket_dir(target.lab),
+                     spanning=spanning,
                      extra_cmdline=tcg_cmdline(target.guest.arch, target.guest.machine,
                                                accel, host_tsc_khz()))
 

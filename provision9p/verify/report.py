@@ -24,6 +24,7 @@ CHECK_NAMES = {
     "test_guest_write_reaches_host": "guest write reaches host",
     "test_host_write_seen_in_guest": "host write seen in guest",
     "test_no_failed_units": "systemd units",
+    "test_inode_numbers_apart": "inode numbers apart",
 }
 #: Lines of a failing command's output shown under its check.
 OUTPUT_LINES = 20

@@ -27,7 +27,7 @@ def share_facts(share: Share) -> dict[str, Any]:
     o = share.options
     return {"tag": share.mount_tag, "mount": share.mount, "readonly": share.readonly,
             "security_model": share.security_model, "msize": o.msize, "cache": o.cache,
-            "version": o.version, "path": str(share.path)}
+            "version": o.version, "path": str(share.path), "multidevs": share.multidevs}
 
 # testinfra decodes output in the guest's encoding, which it asks for first
 _ENCODING_PROBE = "import locale;print(locale.getpreferredencoding())"

@@ -8,13 +8,17 @@ failed systemd units), run by pytest-testinfra over SSH.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
+import shlex
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from provision9p.rootfs.safe_fs import mounts_below
 from provision9p.rootfs.security import security_model
 
 # The report's short words for where the guest's owner ends up (OwnerOnHost).
@@ -118,6 +122,54 @@ def test_host_write_seen_in_guest(host: Any, share: dict[str, Any], host_store: 
         warnings.warn(f"{share['tag']}: cache={share['cache']} does not revalidate: changes "
                       "the host makes to files the guest has cached may not be seen",
                       stacklevel=1)
+
+
+#: Entries sampled directly inside each file system of a share (besides its top directory)
+INODE_SAMPLE = 20
+
+
+def _inode_sample(root: str) -> dict[str, int]:
+    """Path inside the share -> host device, for the top of every file system mounted in
+    the share (and the share's own) and what sits directly in each."""
+    real = os.path.realpath(root)
+    tops = [real] + [str(m) for m in mounts_below(Path(real)) if str(m) != real]
+    sample: dict[str, int] = {}
+    for top in tops:
+        dev = os.stat(top).st_dev
+        sample[os.path.relpath(top, real)] = dev
+        with os.scandir(top) as entries:
+            for entry in itertools.islice((e for e in entries
+                                           if not e.name.startswith(".virtfs_metadata")),
+                                          INODE_SAMPLE):
+                if entry.stat(follow_symlinks=False).st_dev == dev:  # not another's top
+                    sample[os.path.relpath(entry.path, real)] = dev
+    return sample
+
+
+def test_inode_numbers_apart(host: Any, share: dict[str, Any], record_property: Any) -> None:
+    """Files of two host file systems inside one share never share an inode number in the
+    guest (QEMU's multidevs=remap; its default passes the numbers through)."""
+    sample = _inode_sample(share["path"])
+    devices = len(set(sample.values()))
+    record_property("detail", f"{devices} file system{'s' if devices != 1 else ''}")
+    if devices == 1:
+        return
+    mount = share["mount"].rstrip("/")
+    paths = [f"{mount}/{rel}" if rel != "." else mount for rel in sample]
+    res = host.run("stat -c %i -- " + " ".join(shlex.quote(p) for p in paths))
+    numbers = res.stdout.split()
+    assert res.rc == 0 and len(numbers) == len(paths), res.stderr
+    first: dict[str, tuple[str, int]] = {}
+    for path, dev, number in zip(paths, sample.values(), numbers, strict=True):
+        seen = first.setdefault(number, (path, dev))
+        if seen[1] == dev:
+            continue
+        collision = (f"{seen[0]} and {path}, on two file systems on the host, share inode "
+                     f"number {number} in the guest")
+        if share["multidevs"] == "warn":  # the lab chose QEMU's pass-through
+            warnings.warn(f"{share['tag']}: {collision} (multidevs: warn)", stacklevel=1)
+            return
+        raise AssertionError(f"{collision}: set `multidevs: remap` on the share")
 
 
 # -- the guest as a whole ---------------------------------------------------------------

@@ -190,3 +190,49 @@ def test_qemu_s390x_realizes_our_devices(tmp_path: Path) -> None:
     res = subprocess.run([*keep, "-S", "-qmp", "stdio"], input=cmds,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_share_spanning_file_systems_gets_remap_unless_the_lab_says() -> None:
+    """At boot (BootFiles.spanning, read from the mount table), a share with another file
+    system mounted inside gets multidevs=remap; a share's own `multidevs` wins."""
+    web = validate_text(textwrap.dedent("""
+        guests:
+          web:
+            shares:
+              - {path: a, mount_tag: a, mount: /mnt/a}
+              - {path: w, mount_tag: w, mount: /mnt/w, multidevs: warn}
+              - {path: q, mount_tag: q, mount: /mnt/q}
+        """), "lab.yml", BASE).guest("web")
+    argv = qemu_argv(web, dataclasses.replace(RUN, spanning=frozenset({"a", "w"})))
+    fsdevs = {a.split("path=/srv/lab/")[1].split(",")[0]: a for a in argv
+              if "path=/srv/lab/" in a}
+    assert "multidevs=remap" in fsdevs["a"]
+    assert "multidevs=warn" in fsdevs["w"]  # the lab said
+    assert "multidevs" not in fsdevs["q"]  # one file system: QEMU's default, as before
+    xml = libvirt_domain_xml(web, dataclasses.replace(RUN, spanning=frozenset({"a"})))
+    found = {fs.find("target").get("dir"): fs.get("multidevs")  # type: ignore[union-attr]
+             for fs in ET.fromstring(xml).iter("filesystem")}
+    assert (found["a"], found["w"], found["q"]) == ("remap", "warn", None)
+
+
+@pytest.mark.tree
+def test_spanning_shares_reads_the_mount_table(tmp_path: Path) -> None:
+    from provision9p.boot.qemu_argv import spanning_shares
+
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tmpfs: it needs root, as CI has")
+    for d in ("plain", "span/inner"):
+        (tmp_path / d).mkdir(parents=True)
+    web = validate_text(textwrap.dedent("""
+        guests:
+          web:
+            shares:
+              - {path: plain, mount_tag: plain, mount: /mnt/p}
+              - {path: span, mount_tag: span, mount: /mnt/s}
+        """), "lab.yml", tmp_path).guest("web")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(tmp_path / "span/inner")], check=True)
+    try:
+        assert spanning_shares(web) == {"span"}
+    finally:
+        subprocess.run(["umount", str(tmp_path / "span/inner")], check=True)
+    assert spanning_shares(web) == frozenset()

@@ -53,12 +53,15 @@ guests:
         fmode: 0640
         dmode: 0750
         writeout: immediate
-      # two tmpfs mounted inside each (MULTIDEVS_MOUNTS), their files on one inode number
+      # two tmpfs mounted inside each (MULTIDEVS_MOUNTS), their files on one inode number:
+      # remap asked, remap by default (a share spanning file systems), QEMU's warn asked
       - {{path: remap-data, mount_tag: remap, mount: /mnt/remap, readonly: true,
           multidevs: remap}}
-      - {{path: warn-data, mount_tag: warn, mount: /mnt/warn, readonly: true}}
+      - {{path: auto-data, mount_tag: auto, mount: /mnt/auto, readonly: true}}
+      - {{path: warn-data, mount_tag: warn, mount: /mnt/warn, readonly: true,
+          multidevs: warn}}
 """
 
 #: Host directories of the shared lab that get a tmpfs mounted on each of `a` and `b`, each
 #: holding a file `f`: two file systems whose first files share inode number 2.
-MULTIDEVS_MOUNTS = ("remap-data", "warn-data")
+MULTIDEVS_MOUNTS = ("remap-data", "auto-data", "warn-data")

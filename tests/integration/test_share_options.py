@@ -1,19 +1,22 @@
 """QEMU's own share options on a booted guest, not only in the generated argv: fmode and
 dmode set the host modes of what the guest creates (mapped-xattr), writeout=immediate
-reaches QEMU, and multidevs=remap keeps two file systems' equal inode numbers apart where
-QEMU's default shows them as one. On the suite's shared guest (tests/integration/labs.py).
+reaches QEMU, and multidevs=remap (asked, or by default where a share spans file systems)
+keeps two file systems' equal inode numbers apart where QEMU's pass-through (warn) shows
+them as one, which verify's inode check finds. On the suite's shared guest
+(tests/integration/labs.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
-from integration.labs import SHARED_GUEST
+from integration.labs import MULTIDEVS_MOUNTS, SHARED_GUEST
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -49,12 +52,35 @@ def test_writeout_immediate_reaches_qemu(shared_lab: Path, p9: Any) -> None:
 
 
 def test_multidevs_remap_keeps_equal_inode_numbers_apart(shared_lab: Path, p9: Any) -> None:
-    for share in ("remap-data", "warn-data"):  # the setup: two file systems, one number
+    for share in MULTIDEVS_MOUNTS:  # the setup: two file systems, one number
         a, b = (os.stat(shared_lab.parent / share / fs / "f") for fs in ("a", "b"))
         assert a.st_ino == b.st_ino and a.st_dev != b.st_dev
-    out = _ssh(p9, shared_lab, "stat -c %i /mnt/remap/a/f /mnt/remap/b/f "
-                               "/mnt/warn/a/f /mnt/warn/b/f; cat /mnt/remap/a/f /mnt/remap/b/f")
-    remap_a, remap_b, warn_a, warn_b, text_a, text_b = out.split()
-    assert warn_a == warn_b  # QEMU's default: the guest sees one inode for two files
+    out = _ssh(p9, shared_lab, "stat -c %i /mnt/remap/a/f /mnt/remap/b/f /mnt/auto/a/f "
+                               "/mnt/auto/b/f /mnt/warn/a/f /mnt/warn/b/f; "
+                               "cat /mnt/remap/a/f /mnt/remap/b/f")
+    remap_a, remap_b, auto_a, auto_b, warn_a, warn_b, text_a, text_b = out.split()
+    assert warn_a == warn_b  # QEMU's pass-through: the guest sees one inode for two files
     assert remap_a != remap_b  # remap: two
+    assert auto_a != auto_b  # remap too: the share spans file systems, the lab said nothing
     assert (text_a, text_b) == ("a", "b")
+    res = p9("-f", str(shared_lab), "status", "--json")
+    (pid,) = [g["pid"] for g in json.loads(res.stdout)["guests"] if g["name"] == SG]
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    for tag, multidevs in (("remap", "remap"), ("auto", "remap"), ("warn", "warn")):
+        (fsdev,) = [a for a in argv if f"/{tag}-data," in a]
+        assert f"multidevs={multidevs}" in fsdev, fsdev
+
+
+def test_verify_finds_shared_inode_numbers(shared_lab: Path, p9: Any) -> None:
+    """verify's inode check: apart where remap holds, the collision shown under warn."""
+    res = p9("-f", str(shared_lab), "verify", SG)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    for tag in ("remap", "auto"):
+        assert any(f" {tag} " in ln and "inode numbers apart 3 file systems" in ln
+                   and ln.rstrip().endswith("ok") for ln in lines), res.stdout
+    assert any(" warn " in ln and "inode numbers apart 3 file systems" in ln for ln in lines)
+    assert re.search(r"warning: \S+ warn inode numbers apart: warn: /mnt/warn/\S+ and "
+                     r"/mnt/warn/\S+, on two file systems on the host, share inode number",
+                     res.stdout + res.stderr), res.stdout + res.stderr
+    assert any(" tdata " in ln and "inode numbers apart 1 file system" in ln for ln in lines)
