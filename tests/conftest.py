@@ -17,10 +17,14 @@ says so with `@pytest.mark.timeout(N)`.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import shared_guest
 
 RINGS = ("tree", "vm")
 
@@ -102,3 +106,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         write(f"{spent:8.1f} s  {_counts[module]:4d} tests  {module}")
     write(f"{total:8.1f} s in tests; {time.monotonic() - _started:.1f} s of wall time")
 
+
+
+# --- the CLI and the session's shared guest, for every directory of guest tests --------
+
+@pytest.fixture(scope="session")
+def p9() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return shared_guest.run_cli
+
+
+@pytest.fixture(scope="session")
+def shared_lab() -> Iterator[Path]:
+    """The one shared guest's lab file, its guest up (tests/shared_guest.py)."""
+    yield from shared_guest.shared_lab()

@@ -60,6 +60,9 @@ guests:
       - {{path: auto-data, mount_tag: auto, mount: /mnt/auto, readonly: true}}
       - {{path: warn-data, mount_tag: warn, mount: /mnt/warn, readonly: true,
           multidevs: warn}}
+      # what a guest tries through its shares (tests/security/test_share_escape.py)
+      - {{path: esc-a, mount_tag: esca, mount: /mnt/esca}}
+      - {{path: esc-b, mount_tag: escb, mount: /mnt/escb}}
 """
 
 #: Host directories of the shared lab that get a tmpfs mounted on each of `a` and `b`, each
