@@ -355,6 +355,13 @@ def _raise_for(builder: str, rc: int, tail: list[str], target: Path) -> None:
     if log.is_file():
         text += "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     last = "\n".join(tail[-12:])
+    if rc == contain.SETUP_FAILED and (line := next(
+            (ln for ln in tail if ln.startswith("provision9p: cannot contain")), "")):
+        raise HostError(f"the base tree's build could not be contained: {line}",
+                        hint="it needs Linux 5.12 or later with user namespaces, and "
+                             "provision9p's cache on a file system that takes id-mapped "
+                             "mounts (ext4, XFS, Btrfs, tmpfs): set PROVISION9P_CACHE to a "
+                             "directory on one")
     if "No space left on device" in text:
         raise HostError(f"{builder} ran out of disk space in {target.parent}:\n{last}",
                         hint="free some disk there (a root tree needs about 2 GiB while "

@@ -20,11 +20,16 @@ Hand-written rather than util-linux `unshare`: its --map-users goes through newu
 which maps only /etc/subuid ranges, and it has no pivot_root; bubblewrap is not in the
 base install and maps a single id without a setuid helper.
 
+Mapping root to itself is safe here only because the tree is all the command sees: with
+no proc or sysfs (none can be mounted without a fully visible one), nothing the kernel
+guards by file mode alone is in reach.
+
 A builder (mmdebstrap, which runs the base tree's maintainer scripts) runs contained the
 same way with `--build`, but keeps the host's root, which it reads (apt, keyrings, the
 mirror's .debs): every mount is read-only to it (mount_setattr, recursively) except the
 directories it is given to write (provision9p's cache, with the staging tree), and /tmp is
-a private tmpfs.
+a private tmpfs. /proc stays, so root's build must not be uid 0 of the host: it runs as
+SHIFT + k, and an id-mapped mount of the cache gives the files their true owners on disk.
 
 Run as a script (`python -I contain.py TREE HOSTNAME -- ARGV...`, or
 `python -I contain.py --build PATHS HOSTNAME -- ARGV...`), standard library only, so
@@ -142,12 +147,12 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-def _set_readonly(libc: ctypes.CDLL, path: str, readonly: bool) -> None:
-    attr = _MountAttr(_MOUNT_ATTR_RDONLY if readonly else 0,
-                      0 if readonly else _MOUNT_ATTR_RDONLY, 0, 0)
+def _set_readonly(libc: ctypes.CDLL, path: str) -> None:
+    """Every mount at and below `path` read-only."""
+    attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
     if libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, path.encode(), _AT_RECURSIVE,
                     ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
-        _fail(f"mount_setattr {path} {'read-only' if readonly else 'read-write'}")
+        _fail(f"mount_setattr {path} read-only")
 
 
 def _enter_build(libc: ctypes.CDLL, paths: dict[str, list[str]], userns: int | None) -> None:
@@ -181,7 +186,7 @@ def _enter_build(libc: ctypes.CDLL, paths: dict[str, list[str]], userns: int | N
                         ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
             _fail(f"mount_setattr {path}" + (" (id-mapped)" if userns is not None else ""))
         clones.append(fd)
-    _set_readonly(libc, "/", True)
+    _set_readonly(libc, "/")
     if libc.syscall(_SYS_MOVE_MOUNT, proc, b"", _AT_FDCWD, b"/proc",
                     _MOVE_MOUNT_F_EMPTY_PATH) != 0:
         _fail("mount /proc")

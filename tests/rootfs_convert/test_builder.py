@@ -93,3 +93,20 @@ def test_pinned_version_reaches_apt(tmp_path: Path) -> None:
         build_tree(req, target)
     assert "acl" in str(exc.value)
     shutil.rmtree(target)
+
+
+@pytest.mark.tree
+def test_a_build_that_cannot_be_contained_says_what_it_needs(tmp_path: Path) -> None:
+    """contain.py's own failure (here a directory to write that is not there) is a host
+    problem with its fix, not mmdebstrap's exit status."""
+    from provision9p.rootfs import builder, contain
+
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root, as CI has")
+    argv = contain.build_argv([tmp_path / "gone"], [], "h", ["true"])
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == contain.SETUP_FAILED, done.stderr
+    with pytest.raises(HostError, match=r"could not be contained: provision9p: cannot "
+                                        r"contain .*gone: No such file") as exc:
+        builder._raise_for("mmdebstrap", done.returncode, done.stderr.splitlines(), tmp_path)
+    assert "id-mapped" in str(exc.value)
