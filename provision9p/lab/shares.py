@@ -319,12 +319,24 @@ def shared_across_guests(guests: list[GuestShares], check: Checker) -> None:
     """A host directory in several guests' shares: the same security model everywhere
     (else one guest's owners are another's garbage), and a warning for a cache mode
     that would show a guest stale data written by another."""
-    seen: list[tuple[str, int, Share]] = []
+    # the shares seen so far by their path, and by every ancestor of it: the overlapping
+    # ones are found a dict lookup per level, not by comparing every pair
+    at: dict[Path, list[tuple[int, str, int, Share]]] = {}
+    under: dict[Path, list[tuple[int, str, int, Share]]] = {}
+    origins = {g.guest: g.origin for g in guests}
+    order = 0
     for g in guests:
         for i, share in g.shares:
-            others = [(name, j, s) for name, j, s in seen
-                      if name != g.guest and nested(share.path, s.path)]
-            seen.append((g.guest, i, share))
+            path = share.path
+            found = [*(x for a in (path, *path.parents) for x in at.get(a, ())),
+                     *under.get(path, ())]
+            others = [(name, j, s) for _, name, j, s in sorted(found, key=lambda x: x[0])
+                      if name != g.guest]
+            entry = (order, g.guest, i, share)
+            order += 1
+            at.setdefault(path, []).append(entry)
+            for parent in path.parents:
+                under.setdefault(parent, []).append(entry)
             if not others:
                 continue
             check.origin = g.origin
@@ -337,8 +349,7 @@ def shared_across_guests(guests: list[GuestShares], check: Checker) -> None:
             for name, j, s in [(g.guest, i, share), *others]:
                 if s.options.cache in STALE_CACHES:
                     where = ("guests", name, "shares", j, "cache")
-                    owner = next(x for x in guests if x.guest == name)
-                    check.origin = owner.origin
+                    check.origin = origins[name]
                     check.warn(where, f"cache={s.options.cache} never revalidates, and "
                                f"{s.path} is shared by several guests: one guest may not see "
                                "another's writes; use cache=none (or mmap)")

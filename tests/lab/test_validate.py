@@ -349,6 +349,21 @@ guests:
     rootfs:
       path: trees/web/db
 """, 6, "guests.db.rootfs.path", "overlaps the root tree of guest web"),
+    "root-tree-around-an-earlier-one": ("""guests:
+  web:
+    rootfs: {path: trees/all/web}
+  db:
+    rootfs:
+      path: trees/all
+""", 6, "guests.db.rootfs.path", "trees/all/web); each guest needs its own root tree"),
+    "share-around-other-root": ("""guests:
+  web: {}
+  db:
+    shares:
+      - path: guests/web
+        mount_tag: all
+        mount: /srv/all
+""", 5, "guests.db.shares[0].path", "overlaps the root tree of guest web"),
     "share-in-other-root": ("""guests:
   web: {}
   db:
